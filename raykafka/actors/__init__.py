@@ -1,0 +1,1 @@
+"""The Ray actors: PartitionActor (data), TopicManager (metadata). Thin shells over pure code."""

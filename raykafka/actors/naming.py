@@ -1,0 +1,13 @@
+"""Names of raykafka's named actors, in one place, so every process finds the same actors."""
+
+from __future__ import annotations
+
+TOPIC_MANAGER_NAME = "raykafka.topic_manager"
+
+
+def partition_actor_name(topic: str, partition: int, replica_id: str) -> str:
+    return f"raykafka.partition.{topic}.{partition}.{replica_id}"
+
+
+def group_actor_name(group_id: str) -> str:
+    return f"raykafka.group.{group_id}"

@@ -1,0 +1,1 @@
+"""The client side: what users import (re-exported by ``raykafka``)."""

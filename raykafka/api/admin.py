@@ -1,0 +1,126 @@
+"""Admin: topics and offsets (groups arrive with consumer groups). A thin client of the actors.
+
+Arguments are checked here, before anything reaches an actor, so bad input
+fails at the call with TypeError/ValueError or a typed raykafka error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from raykafka.api.connection import Settings, current_settings, topic_manager
+from raykafka.api.rpc import call
+from raykafka.topic_config import validate_topic_config, validate_topic_name
+from raykafka.types import TopicDescription
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+class Admin:
+    """Create, describe, alter and delete topics; query and trim offsets.
+
+    Example::
+
+        from raykafka import Admin
+        admin = Admin()
+        admin.create_topic("topic1", partitions=4, config={"retention.ms": "3600000"})
+        admin.describe_topic("topic1").partitions[0].high_watermark
+    """
+
+    def __init__(self, request_timeout_ms: int = 30000):
+        self.request_timeout_ms = _check_int("request_timeout_ms", request_timeout_ms, 1)
+        self._settings: Settings = current_settings()
+        self._manager = topic_manager(self._settings)
+
+    def _call(self, method: str, *args, idempotent: bool = True):
+        return call(
+            getattr(self._manager, method),
+            *args,
+            timeout_s=self.request_timeout_ms / 1000,
+            idempotent=idempotent,
+            what=method,
+        )
+
+    # -- topics ------------------------------------------------------------------
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        replication_factor: int = 1,
+        config: Mapping[str, str] | None = None,
+    ) -> TopicDescription:
+        """Create a topic; raises TopicAlreadyExists, InvalidTopicName, InvalidConfig."""
+        validate_topic_name(name)
+        _check_int("partitions", partitions, 1)
+        _check_int("replication_factor", replication_factor, 1)
+        explicit = validate_topic_config(config)
+        return self._call("create_topic", name, partitions, replication_factor, explicit, idempotent=False)
+
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic and its data on every node; raises UnknownTopic."""
+        validate_topic_name(name)
+        self._call("delete_topic", name, idempotent=False)
+
+    def list_topics(self) -> list[str]:
+        return self._call("list_topics")
+
+    def describe_topic(self, name: str) -> TopicDescription:
+        """Partitions (placement, log start, high watermark) and the effective config."""
+        validate_topic_name(name)
+        return self._call("describe_topic", name)
+
+    def create_partitions(self, name: str, total: int) -> TopicDescription:
+        """Grow ``name`` to ``total`` partitions (partitions never shrink)."""
+        validate_topic_name(name)
+        _check_int("total", total, 1)
+        return self._call("create_partitions", name, total, idempotent=False)
+
+    def alter_topic_config(self, name: str, config: Mapping[str, str]) -> TopicDescription:
+        """Set the given config keys (others keep their values); applied to live partitions."""
+        validate_topic_name(name)
+        if not config:
+            raise ValueError("alter_topic_config needs at least one key")
+        return self._call("alter_topic_config", name, validate_topic_config(config))
+
+    # -- offsets -----------------------------------------------------------------
+
+    def _partition_actor(self, topic: str, partition: int):
+        validate_topic_name(topic)
+        _check_int("partition", partition, 0)
+        leaders = self._call("topic_metadata", topic)["leaders"]
+        if partition >= len(leaders):
+            raise ValueError(f"topic {topic!r} has partitions 0..{len(leaders) - 1}; got {partition}")
+        return leaders[partition]
+
+    def list_offsets(self, topic: str, partition: int, spec: str | int) -> int:
+        """``"earliest"`` (log start), ``"latest"`` (log end), or a timestamp in ms: the first
+        offset whose timestamp is >= it (the log end when there is none, so a seek there
+        reads only newer messages)."""
+        if spec not in ("earliest", "latest"):
+            _check_int("timestamp_ms", spec, 0)
+        actor = self._partition_actor(topic, partition)
+        return call(actor.list_offset, spec, timeout_s=self.request_timeout_ms / 1000, what="list_offsets")
+
+    def delete_records(self, topic: str, before_offsets: Mapping[int, int]) -> dict[int, int]:
+        """Make each partition's log start ``before_offset`` (records below it are gone).
+
+        Returns the new log start per partition. Raises OffsetOutOfRange past the log end.
+        """
+        if not isinstance(before_offsets, Mapping):
+            raise TypeError("delete_records takes {partition: before_offset}")
+        actors = {}
+        for partition, offset in before_offsets.items():
+            _check_int("before_offset", offset, 0)
+            actors[partition] = self._partition_actor(topic, partition)
+        return {
+            p: call(a.delete_records, before_offsets[p], timeout_s=self.request_timeout_ms / 1000,
+                    what="delete_records")
+            for p, a in actors.items()
+        }

@@ -1,0 +1,121 @@
+"""Connecting to Ray and finding raykafka's actors: ``connect`` and the settings it leaves.
+
+``connect`` is optional: every API object calls ``ensure_connected`` on first
+use. The settings (namespace, data_dir, auto_create_topics) are process-wide
+and travel inside picklable objects (a MessageStream) so that a Ray task or
+actor on another node talks to the same topics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+import ray
+
+from raykafka.actors.naming import TOPIC_MANAGER_NAME
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_NAMESPACE = "raykafka"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What ``connect`` decided; carried by objects handed to other processes."""
+
+    namespace: str = DEFAULT_NAMESPACE
+    data_dir: str | None = None
+    auto_create_topics: bool = False
+    address: str | None = None
+
+
+_lock = threading.Lock()
+_settings: Settings | None = None
+
+
+def connect(
+    address: str | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
+    data_dir: str | None = None,
+    auto_create_topics: bool = False,
+) -> Settings:
+    """Attach this process to Ray and to raykafka's actors in ``namespace``.
+
+    If Ray is already initialized, that Ray is used. Otherwise
+    ``ray.init(address=address)``: with ``address=None`` Ray joins a running
+    cluster when one is reachable (``RAY_ADDRESS`` or a local ``ray start``
+    head), else starts a local Ray -- the embedded default. Ray's token
+    authentication is honoured as Ray does (``RAY_AUTH_TOKEN``,
+    ``RAY_AUTH_TOKEN_PATH``); raykafka never turns it off.
+
+    ``data_dir`` is where partition actors keep segments on their node (default
+    ``$RAYKAFKA_DATA_DIR``, else ``~/.raykafka/data`` resolved on each node). It
+    is fixed when the TopicManager is first created in the namespace.
+
+    Example::
+
+        import raykafka
+        raykafka.connect(namespace="raykafka")
+    """
+    if not isinstance(namespace, str) or not namespace:
+        raise ValueError("namespace must be a non-empty str")
+    if data_dir is not None and not isinstance(data_dir, str | os.PathLike):
+        raise TypeError(f"data_dir must be a path, got {type(data_dir).__name__}")
+    global _settings
+    if data_dir is None:
+        data_dir = os.environ.get("RAYKAFKA_DATA_DIR")
+    if data_dir is not None:
+        data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
+    settings = Settings(namespace, data_dir, bool(auto_create_topics), address)
+    with _lock:
+        ensure_ray(settings)
+        _settings = settings
+    return settings
+
+
+def ensure_ray(settings: Settings) -> None:
+    """Initialize Ray for ``settings`` unless this process already has it."""
+    if not ray.is_initialized():
+        ray.init(address=settings.address, namespace=settings.namespace)
+
+
+def current_settings() -> Settings:
+    """The settings of the last ``connect``, connecting with defaults on first use."""
+    if _settings is None:
+        return connect()
+    ensure_ray(_settings)
+    return _settings
+
+
+def topic_manager(settings: Settings):
+    """The TopicManager handle for ``settings``' namespace, created (detached) on first use."""
+    from raykafka.actors.topic_manager import TopicManager
+
+    ensure_ray(settings)
+    return (
+        ray.remote(TopicManager)
+        .options(
+            name=TOPIC_MANAGER_NAME,
+            namespace=settings.namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_restarts=-1,
+            max_task_retries=0,
+            scheduling_strategy=_head_node_strategy(),
+        )
+        .remote(settings.data_dir, settings.namespace)
+    )
+
+
+def _head_node_strategy():
+    """Pin the manager to the head node: its metadata lives on that node's disk."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    for node in ray.nodes():
+        if node.get("Alive") and "node:__internal_head__" in node.get("Resources", {}):
+            return NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+    return "DEFAULT"

@@ -1,0 +1,402 @@
+"""Consumer: pulls Arrow batches from partition actors, with the next fetch already in flight.
+
+Per assigned partition a ``_Fetcher`` keeps the consumer's *position* (the
+next offset to hand out), a queue of decoded, not-yet-returned batches, and at
+most one fetch in flight. A fetch is issued as soon as the previous response
+is decoded (prefetch), so the actor's long poll is already waiting for new
+data while the caller works; buffering stops at ``fetch_max_bytes`` per
+partition so a slow caller does not pull the whole log into memory.
+
+``poll``, ``poll_batch`` and iteration all consume from the same queues and
+advance the position only for records actually handed out, so a commit never
+covers a record the caller has not seen.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Iterable, Iterator
+
+import pyarrow as pa
+import ray
+
+from raykafka.api.connection import Settings, current_settings, topic_manager
+from raykafka.api.fetch import decode_fetch, empty_table
+from raykafka.api.message import Message
+from raykafka.api.rpc import ACTOR_GONE, call, unwrap
+from raykafka.errors import ConsumerClosed, OffsetOutOfRange
+from raykafka.types import TopicPartition
+
+#: Pause before re-fetching from a partition actor that was unreachable.
+FETCH_RETRY_BACKOFF_S = 0.1
+
+_RESETS = ("earliest", "latest", "none")
+
+
+class _Fetcher:
+    """One assigned partition: position, decoded batches, the fetch in flight."""
+
+    __slots__ = ("buffered_bytes", "chunk_start", "chunks", "fetch_offset", "in_flight", "leader", "position",
+                 "py_columns", "tp")
+
+    def __init__(self, tp: TopicPartition, leader, position: int | None):
+        self.tp = tp
+        self.leader = leader
+        self.position = position  # next offset to hand out; None until resolved
+        self.fetch_offset = position  # next offset to fetch (>= position while prefetching)
+        self.chunks: collections.deque[pa.RecordBatch] = collections.deque()
+        self.chunk_start = 0  # rows of chunks[0] already handed out
+        self.py_columns: tuple | None = None  # chunks[0] as Python lists, for poll()
+        self.buffered_bytes = 0
+        self.in_flight = None  # ObjectRef of the fetch, or None
+
+    def reset(self, position: int | None) -> None:
+        self.position = self.fetch_offset = position
+        self.chunks.clear()
+        self.chunk_start = 0
+        self.py_columns = None
+        self.buffered_bytes = 0
+        self.in_flight = None  # a response still on its way is dropped when it arrives
+
+    def drop_head(self) -> None:
+        head = self.chunks.popleft()
+        self.buffered_bytes -= head.nbytes
+        self.chunk_start = 0
+        self.py_columns = None
+
+
+class Consumer:
+    """Reads messages from assigned partitions (consumer groups arrive with ``subscribe``).
+
+    Defaults follow the Kafka clients (``auto_offset_reset="latest"``,
+    ``fetch_max_wait_ms=500``, ...). Used by one thread at a time.
+
+    Example::
+
+        from raykafka import Consumer, TopicPartition
+        consumer = Consumer(group_id=None, auto_offset_reset="earliest")
+        consumer.assign([TopicPartition("topic1", 0)])
+        table = consumer.poll_batch(max_messages=10_000, timeout_s=1.0)
+    """
+
+    def __init__(
+        self,
+        group_id: str | None = "g1",
+        auto_offset_reset: str = "latest",
+        enable_auto_commit: bool = True,
+        auto_commit_interval_ms: int = 5000,
+        session_timeout_ms: int = 10000,
+        heartbeat_interval_ms: int = 1000,
+        fetch_max_wait_ms: int = 500,
+        fetch_max_bytes: int = 8 << 20,
+        request_timeout_ms: int = 30000,
+        partition_assignment_strategy: str = "cooperative-sticky",
+    ):
+        if group_id is not None and (not isinstance(group_id, str) or not group_id):
+            raise ValueError("group_id must be a non-empty str or None")
+        if auto_offset_reset not in _RESETS:
+            raise ValueError(f"auto_offset_reset must be one of {_RESETS}, got {auto_offset_reset!r}")
+        for name, value, minimum in (
+            ("auto_commit_interval_ms", auto_commit_interval_ms, 1),
+            ("session_timeout_ms", session_timeout_ms, 1),
+            ("heartbeat_interval_ms", heartbeat_interval_ms, 1),
+            ("fetch_max_wait_ms", fetch_max_wait_ms, 0),
+            ("fetch_max_bytes", fetch_max_bytes, 1),
+            ("request_timeout_ms", request_timeout_ms, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+            if value < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        self.group_id = group_id
+        self.auto_offset_reset = auto_offset_reset
+        self.enable_auto_commit = enable_auto_commit
+        self.auto_commit_interval_ms = auto_commit_interval_ms
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fetch_max_bytes = fetch_max_bytes
+        self.request_timeout_ms = request_timeout_ms
+        self.partition_assignment_strategy = partition_assignment_strategy
+        self._settings: Settings = current_settings()
+        self._manager = topic_manager(self._settings)
+        self._fetchers: dict[TopicPartition, _Fetcher] = {}
+        self._order: list[TopicPartition] = []  # round-robin over partitions
+        self._leaders: dict[str, list] = {}
+        self._closed = False
+
+    # -- assignment and positions ------------------------------------------------
+
+    def assign(self, partitions: Iterable[TopicPartition]) -> None:
+        """Read exactly these partitions (replacing any previous assignment).
+
+        A TopicPartition's ``offset`` is its starting position; without one the
+        position comes from ``auto_offset_reset``.
+        """
+        self._check_open()
+        tps = list(partitions)
+        for tp in tps:
+            if not isinstance(tp, TopicPartition):
+                raise TypeError(f"assign takes TopicPartitions, got {type(tp).__name__}")
+        for tp in tps:
+            self._leader(tp)  # UnknownTopic / bad partition raise before anything changes
+        self._fetchers = {tp: _Fetcher(tp, self._leader(tp), tp.offset) for tp in tps}
+        self._order = list(self._fetchers)
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition) for tp in self._fetchers]
+
+    def seek(self, partition: TopicPartition) -> None:
+        """Make ``partition.offset`` the next offset to read. Checked against the log at the next fetch."""
+        self._check_open()
+        if not isinstance(partition, TopicPartition):
+            raise TypeError(f"seek takes a TopicPartition, got {type(partition).__name__}")
+        if partition.offset is None:
+            raise ValueError("seek needs TopicPartition(topic, partition, offset=N)")
+        fetcher = self._fetchers.get(partition)
+        if fetcher is None:
+            raise ValueError(f"{partition.topic}-{partition.partition} is not assigned to this consumer")
+        fetcher.reset(partition.offset)
+
+    def position(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The next offset each partition will hand out (resolving auto_offset_reset if needed)."""
+        self._check_open()
+        out = {}
+        for tp in partitions:
+            fetcher = self._fetchers.get(tp)
+            if fetcher is None:
+                raise ValueError(f"{tp.topic}-{tp.partition} is not assigned to this consumer")
+            self._ensure_position(fetcher)
+            out[TopicPartition(tp.topic, tp.partition)] = fetcher.position
+        return out
+
+    def _leader(self, tp: TopicPartition):
+        leaders = self._leaders.get(tp.topic)
+        if leaders is None:
+            meta = call(self._manager.topic_metadata, tp.topic, timeout_s=self._timeout_s, what="topic metadata")
+            leaders = self._leaders[tp.topic] = meta["leaders"]
+        if tp.partition >= len(leaders):
+            raise ValueError(f"topic {tp.topic!r} has partitions 0..{len(leaders) - 1}; got {tp.partition}")
+        return leaders[tp.partition]
+
+    @property
+    def _timeout_s(self) -> float:
+        return self.request_timeout_ms / 1000
+
+    def _ensure_position(self, fetcher: _Fetcher) -> None:
+        if fetcher.position is None:
+            self._reset_position(fetcher, None)
+
+    def _reset_position(self, fetcher: _Fetcher, error: OffsetOutOfRange | None) -> None:
+        policy = self.auto_offset_reset
+        tp = fetcher.tp
+        if policy == "none":
+            if error is not None:
+                raise error
+            raise OffsetOutOfRange(
+                f"{tp.topic}-{tp.partition} has no position and auto_offset_reset='none'; seek first"
+            )
+        offset = call(fetcher.leader.list_offset, policy, timeout_s=self._timeout_s, what="list offsets")
+        fetcher.reset(offset)
+
+    # -- fetching ----------------------------------------------------------------
+
+    def _issue_fetches(self) -> None:
+        for fetcher in self._fetchers.values():
+            if fetcher.in_flight is None and fetcher.buffered_bytes < self.fetch_max_bytes:
+                self._ensure_position(fetcher)
+                fetcher.in_flight = fetcher.leader.fetch.remote(
+                    fetcher.fetch_offset, self.fetch_max_bytes, self.fetch_max_wait_ms
+                )
+
+    def _await_responses(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for fetch responses and buffer what they bring."""
+        by_ref = {f.in_flight: f for f in self._fetchers.values() if f.in_flight is not None}
+        if not by_ref:
+            return
+        ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=max(0.0, timeout_s))
+        if ready:  # take whatever else is ready too, without waiting
+            more, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=0)
+            ready = more or ready
+        for ref in ready:
+            fetcher = by_ref[ref]
+            if fetcher.in_flight is not ref:
+                continue  # superseded by a seek
+            fetcher.in_flight = None
+            try:
+                frames, _log_start, _log_end = ray.get(ref)
+            except ACTOR_GONE:
+                time.sleep(FETCH_RETRY_BACKOFF_S)  # restarting: the next round fetches again
+                continue
+            except ray.exceptions.RayTaskError as exc:
+                cause = unwrap(exc)
+                if isinstance(cause, OffsetOutOfRange):
+                    self._reset_position(fetcher, cause)
+                    continue
+                raise cause from None
+            batches = decode_fetch(fetcher.tp.topic, fetcher.tp.partition, frames, fetcher.fetch_offset)
+            for batch in batches:
+                fetcher.chunks.append(batch)
+                fetcher.buffered_bytes += batch.nbytes
+            if batches:
+                last = batches[-1]
+                fetcher.fetch_offset = last.column(2)[len(last) - 1].as_py() + 1
+        self._issue_fetches()  # prefetch: the next long poll waits while the caller works
+
+    def _has_buffered(self) -> bool:
+        return any(f.chunks for f in self._fetchers.values())
+
+    def _fill(self, timeout_s: float | None) -> bool:
+        """Make sure something is buffered, waiting up to ``timeout_s``; returns whether it is."""
+        self._check_open()
+        if not self._fetchers:
+            if timeout_s:
+                time.sleep(timeout_s)
+            return False
+        self._issue_fetches()
+        if self._has_buffered():
+            return True
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            remaining = 1.0 if deadline is None else deadline - time.monotonic()
+            self._await_responses(min(remaining, 1.0))
+            if self._has_buffered():
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def _rotate(self) -> list[_Fetcher]:
+        if self._order:
+            self._order.append(self._order.pop(0))
+        return [self._fetchers[tp] for tp in self._order]
+
+    # -- reading -----------------------------------------------------------------
+
+    def poll_batch(self, max_messages: int = 10000, timeout_s: float = 1.0) -> pa.Table:
+        """Up to ``max_messages`` records as a pyarrow Table (columns in API.md); may be empty."""
+        if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
+            raise ValueError(f"max_messages must be an int >= 1, got {max_messages!r}")
+        _check_timeout(timeout_s)
+        if not self._fill(timeout_s):
+            return empty_table()
+        taken: list[pa.RecordBatch] = []
+        room = max_messages
+        for fetcher in self._rotate():
+            while fetcher.chunks and room:
+                head = fetcher.chunks[0]
+                start = fetcher.chunk_start
+                rows = min(room, head.num_rows - start)
+                taken.append(head.slice(start, rows) if (start or rows < head.num_rows) else head)
+                room -= rows
+                fetcher.position = head.column(2)[start + rows - 1].as_py() + 1
+                if start + rows == head.num_rows:
+                    fetcher.drop_head()
+                else:
+                    fetcher.chunk_start = start + rows
+                    fetcher.py_columns = None
+            if not room:
+                break
+        self._issue_fetches()
+        return pa.Table.from_batches(taken)
+
+    def poll(self, timeout_s: float = 1.0) -> Message | None:
+        """The next message, or None when none arrives within ``timeout_s``."""
+        _check_timeout(timeout_s)
+        for fetcher in self._fetchers.values():
+            if fetcher.chunks:
+                return self._take_one(fetcher)
+        if not self._fill(timeout_s):
+            return None
+        for fetcher in self._rotate():
+            if fetcher.chunks:
+                return self._take_one(fetcher)
+        return None
+
+    def _take_one(self, fetcher: _Fetcher) -> Message:
+        head = fetcher.chunks[0]
+        if fetcher.py_columns is None:
+            fetcher.py_columns = _python_columns(head)
+        i = fetcher.chunk_start
+        offsets, stamps, keys, values, headers = fetcher.py_columns
+        tp = fetcher.tp
+        message = Message._consumed(tp.topic, tp.partition, offsets[i], stamps[i], keys[i], values[i], headers[i])
+        fetcher.position = offsets[i] + 1
+        if i + 1 == head.num_rows:
+            fetcher.drop_head()
+        else:
+            fetcher.chunk_start = i + 1
+        return message
+
+    def __iter__(self) -> Iterator[Message]:
+        """Messages as they arrive; blocks, and never ends until the consumer is closed."""
+        while not self._closed:
+            if not self._fill(1.0):
+                continue
+            for fetcher in self._rotate():
+                if not fetcher.chunks:
+                    continue
+                head = fetcher.chunks[0]
+                offsets, stamps, keys, values, headers = fetcher.py_columns or _python_columns(head)
+                tp_topic, tp_partition = fetcher.tp.topic, fetcher.tp.partition
+                consumed = Message._consumed
+                for i in range(fetcher.chunk_start, head.num_rows):
+                    fetcher.position = offsets[i] + 1
+                    fetcher.chunk_start = i + 1
+                    yield consumed(tp_topic, tp_partition, offsets[i], stamps[i], keys[i], values[i], headers[i])
+                    if fetcher.chunks and fetcher.chunks[0] is not head:
+                        break  # a seek or reset happened while the caller held the message
+                if fetcher.chunks and fetcher.chunks[0] is head:
+                    fetcher.drop_head()
+
+    # -- groups (committed offsets) ----------------------------------------------
+
+    def commit(self, offsets=None) -> None:
+        raise NotImplementedError("committing offsets needs consumer groups, which are not built yet")
+
+    def committed(self, partitions):
+        raise NotImplementedError("committed offsets need consumer groups, which are not built yet")
+
+    def subscribe(self, topics) -> None:
+        raise NotImplementedError("subscribe needs consumer groups, which are not built yet; use assign")
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop fetching. Further calls raise ConsumerClosed."""
+        self._closed = True
+        self._fetchers = {}
+        self._order = []
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConsumerClosed("this consumer is closed; create a new Consumer")
+
+
+def _check_timeout(timeout_s) -> None:
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float)):
+        raise TypeError(f"timeout_s must be a number of seconds, got {type(timeout_s).__name__}")
+    if timeout_s is not None and timeout_s < 0:
+        raise ValueError(f"timeout_s must be >= 0, got {timeout_s}")
+
+
+def _python_columns(batch: pa.RecordBatch) -> tuple:
+    """offset, timestamp, key, value, headers of ``batch`` as Python lists (one C call each)."""
+    headers = batch.column(6)
+    if headers.null_count == len(headers):
+        header_list = [None] * len(headers)
+    else:
+        header_list = [None if h is None else dict(h) for h in headers.to_pylist()]
+    return (
+        batch.column(2).to_pylist(),
+        batch.column(3).to_pylist(),
+        batch.column(4).to_pylist(),
+        batch.column(5).to_pylist(),
+        header_list,
+    )

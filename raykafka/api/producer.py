@@ -1,0 +1,579 @@
+"""Producer: batches records per partition on the client and ships Arrow batches to partition actors.
+
+Data path: ``send`` appends to a per-partition ``RecordBuilder`` under one lock
+and returns a ``SendFuture`` at once. A sender thread closes a batch when it
+reaches ``batch_size`` bytes or has lingered ``linger_ms``, encodes it to Arrow
+IPC and calls the partition actor's ``append`` -- at most
+``max_in_flight_requests_per_partition`` calls per partition at a time, and at
+most ``buffer_memory`` bytes buffered before ``send`` blocks (backpressure,
+not unbounded memory).
+
+Every batch carries this producer's id and a per-partition sequence number so
+the partition actor appends them in send order (Ray may start an async actor's
+calls out of order) and answers a retry of an appended batch instead of
+appending it twice. A batch whose actor is restarting is retried until
+``request_timeout_ms`` after it was closed; then its future fails with
+``RequestTimedOut``. Errors reach the futures and the next ``flush``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+import zlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from raykafka.api.batching import RecordBuilder, normalize_table, now_ms
+from raykafka.api.connection import Settings, current_settings, topic_manager
+from raykafka.api.message import Message, MessageSet, check_bytes, check_headers, check_timestamp
+from raykafka.api.rpc import ACTOR_GONE, call, unwrap
+from raykafka.errors import MessageTooLarge, ProducerClosed, RequestTimedOut, TopicAlreadyExists, UnknownTopic
+from raykafka.storage.records import encode_record_batch, largest_record_bytes
+from raykafka.types import RecordMetadata
+
+logger = logging.getLogger(__name__)
+
+#: Kafka's default for max.in.flight.requests.per.connection.
+DEFAULT_MAX_IN_FLIGHT_PER_PARTITION = 5
+#: Kafka's default buffer.memory.
+DEFAULT_BUFFER_MEMORY = 32 << 20
+#: Kafka's default max.block.ms: how long send() blocks on a full buffer.
+DEFAULT_MAX_BLOCK_MS = 60_000
+#: How often the sender re-reads topic metadata (Kafka's metadata.max.age.ms).
+METADATA_MAX_AGE_MS = 300_000
+#: Pause before re-sending a batch whose partition actor was unreachable.
+RETRY_BACKOFF_MS = 100
+
+
+class BatchResult:
+    """The outcome of one shipped batch, shared by the futures of its records."""
+
+    __slots__ = ("base_offset", "callbacks", "done", "error", "log_append_time_ms", "partition", "timestamps",
+                 "topic")
+
+    def __init__(self, topic: str, partition: int):
+        self.topic = topic
+        self.partition = partition
+        self.done = threading.Event()
+        self.base_offset = -1
+        self.log_append_time_ms = -1
+        self.error: BaseException | None = None
+        self.timestamps = None  # array('q') or pa.Int64Array
+        self.callbacks: list[Callable[[], None]] | None = None
+
+    def finish(self, base_offset: int = -1, log_append_time_ms: int = -1, error: BaseException | None = None):
+        self.base_offset, self.log_append_time_ms, self.error = base_offset, log_append_time_ms, error
+        self.done.set()
+        for callback in self.callbacks or ():
+            try:
+                callback()
+            except Exception:
+                logger.exception("send future callback failed")
+
+    def metadata(self, index: int) -> RecordMetadata:
+        stamp = self.log_append_time_ms
+        if stamp < 0:
+            stamp = self.timestamps[index]
+            stamp = stamp.as_py() if hasattr(stamp, "as_py") else stamp
+        offset = self.base_offset + index if self.base_offset >= 0 else -1
+        return RecordMetadata(self.topic, self.partition, offset, stamp)
+
+
+class SendFuture:
+    """The result of one ``send``/``send_batch``: ``result()`` is a list of RecordMetadata, in order."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, parts: list[tuple[BatchResult, int, int]]):
+        self._parts = parts  # (batch, first index in batch, record count)
+
+    def done(self) -> bool:
+        return all(batch.done.is_set() for batch, _, _ in self._parts)
+
+    def _wait(self, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for batch, _, _ in self._parts:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not batch.done.wait(remaining):
+                raise RequestTimedOut(f"send result not available within {timeout} s")
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._wait(timeout)
+        for batch, _, _ in self._parts:
+            if batch.error is not None:
+                return batch.error
+        return None
+
+    def result(self, timeout: float | None = None) -> list[RecordMetadata]:
+        """Block until every record is acknowledged; raise the first error."""
+        error = self.exception(timeout)
+        if error is not None:
+            raise error
+        return [batch.metadata(i) for batch, first, count in self._parts for i in range(first, first + count)]
+
+    def add_done_callback(self, fn: Callable[[SendFuture], None]) -> None:
+        """Call ``fn(self)`` once every record has its outcome (on a producer thread)."""
+        pending = [batch for batch, _, _ in self._parts]
+        remaining = [len(pending)]
+        lock = threading.Lock()
+
+        def one_done() -> None:
+            with lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                fn(self)
+
+        for batch in pending:
+            if batch.callbacks is None:
+                batch.callbacks = []
+            batch.callbacks.append(one_done)
+            if batch.done.is_set() and one_done in batch.callbacks:
+                batch.callbacks.remove(one_done)
+                one_done()
+
+
+@dataclass
+class _TopicState:
+    name: str
+    leaders: list
+    max_message_bytes: int
+    loaded_at: float
+    sticky: int = 0
+
+
+class _Batch:
+    """A closed batch on its way: payload, identity, retry bookkeeping."""
+
+    __slots__ = ("attempts", "closed_at", "count", "nbytes", "partition", "payload", "result", "seq", "topic")
+
+    def __init__(self, topic, partition, payload, count, nbytes, result):
+        self.topic, self.partition, self.payload = topic, partition, payload
+        self.count, self.nbytes, self.result = count, nbytes, result
+        self.seq = -1
+        self.attempts = 0
+        self.closed_at = time.monotonic()
+
+
+class Producer:
+    """Sends messages to topics; safe to share between threads.
+
+    Defaults follow the Kafka clients: ``acks=1`` (leader appended), ``linger_ms=5``,
+    ``batch_size`` bytes per partition batch, ``partitioner="hash"`` (CRC32 of the key
+    modulo partitions, as librdkafka's ``consistent_random``; unkeyed records stick
+    to one partition per batch).
+
+    Example::
+
+        from raykafka import Producer, Message, MessageSet
+        with Producer() as producer:
+            producer.send("topic1", MessageSet(Message(b"test message str")))
+            producer.send("topic1", b"value", key=b"k").result()
+    """
+
+    def __init__(
+        self,
+        acks: int | str = 1,
+        linger_ms: int = 5,
+        batch_size: int = 1 << 20,
+        compression: str | None = None,
+        partitioner: str = "hash",
+        enable_idempotence: bool = False,
+        request_timeout_ms: int = 30000,
+        *,
+        max_in_flight_requests_per_partition: int = DEFAULT_MAX_IN_FLIGHT_PER_PARTITION,
+        buffer_memory: int = DEFAULT_BUFFER_MEMORY,
+        max_block_ms: int = DEFAULT_MAX_BLOCK_MS,
+    ):
+        if acks not in (0, 1, "all", -1):
+            raise ValueError(f"acks must be 0, 1 or 'all', got {acks!r}")
+        for name, value, minimum in (
+            ("linger_ms", linger_ms, 0),
+            ("batch_size", batch_size, 1),
+            ("request_timeout_ms", request_timeout_ms, 1),
+            ("max_in_flight_requests_per_partition", max_in_flight_requests_per_partition, 1),
+            ("buffer_memory", buffer_memory, 1),
+            ("max_block_ms", max_block_ms, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+            if value < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        if compression not in (None, "none"):
+            raise ValueError(f"compression={compression!r} is not supported yet; use None")
+        if partitioner not in ("hash", "round_robin"):
+            raise ValueError(f"partitioner must be 'hash' or 'round_robin', got {partitioner!r}")
+        self.acks = "all" if acks == -1 else acks
+        self.linger_ms = linger_ms
+        self.batch_size = batch_size
+        self.partitioner = partitioner
+        self.enable_idempotence = enable_idempotence  # batches are always sequenced; see module doc
+        self.request_timeout_ms = request_timeout_ms
+        self.max_in_flight = max_in_flight_requests_per_partition
+        self.buffer_memory = buffer_memory
+        self.max_block_ms = max_block_ms
+
+        self._settings: Settings = current_settings()
+        self._manager = topic_manager(self._settings)
+        self._producer_id = uuid.uuid4().hex
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._space = threading.Condition(self._lock)
+        self._topics: dict[str, _TopicState] = {}
+        self._open: dict[tuple[str, int], tuple[RecordBuilder, BatchResult, float]] = {}
+        self._ready: deque[_Batch] = deque()
+        self._in_flight: dict[tuple[str, int], int] = {}
+        self._in_flight_batches: dict[int, tuple[_Batch, object]] = {}
+        self._next_seq: dict[tuple[str, int], int] = {}
+        self._buffered_bytes = 0
+        self._unfinished = 0
+        self._errors: list[BaseException] = []
+        self._closed = False
+        self._sender = threading.Thread(target=self._run_sender, name="raykafka-producer-sender", daemon=True)
+        self._sender.start()
+
+    # -- public API --------------------------------------------------------------
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | MessageSet | Message,
+        key: bytes | None = None,
+        headers: dict[str, bytes] | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> SendFuture:
+        """Queue one message (bytes) or a MessageSet; returns at once with a future.
+
+        ``future.result()`` is a list of RecordMetadata, one per message, in order.
+        Raises at the call: TypeError/ValueError for bad arguments, UnknownTopic,
+        MessageTooLarge, ProducerClosed.
+        """
+        if self._closed:
+            raise ProducerClosed("this producer is closed; create a new Producer")
+        if isinstance(value, MessageSet | Message):
+            if key is not None or headers is not None or timestamp_ms is not None:
+                raise TypeError("key/headers/timestamp_ms belong on each Message when sending a MessageSet")
+            messages = [value] if isinstance(value, Message) else list(value)
+            if not messages:
+                raise ValueError("send: the MessageSet is empty")
+            state = self._topic(topic)
+            self._check_partition(state, partition)
+            for m in messages:
+                self._check_size(state, m.value, m.key)
+            stamp = now_ms()
+            parts: list[tuple[BatchResult, int, int]] = []
+            with self._lock:
+                for m in messages:
+                    result, index = self._append_locked(
+                        state, partition, m.value, m.key, m.timestamp_ms or stamp, m.headers
+                    )
+                    if parts and parts[-1][0] is result and parts[-1][1] + parts[-1][2] == index:
+                        parts[-1] = (result, parts[-1][1], parts[-1][2] + 1)
+                    else:
+                        parts.append((result, index, 1))
+            return SendFuture(parts)
+        check_bytes(value, "value")
+        check_bytes(key, "key", allow_none=True)
+        check_timestamp(timestamp_ms)
+        headers = check_headers(headers)
+        state = self._topic(topic)
+        self._check_partition(state, partition)
+        self._check_size(state, value, key)
+        with self._lock:
+            result, index = self._append_locked(state, partition, value, key, timestamp_ms or now_ms(), headers)
+        return SendFuture([(result, index, 1)])
+
+    def send_batch(self, topic: str, table_or_batch: pa.Table | pa.RecordBatch, partition: int | None = None):
+        """Send a pyarrow Table/RecordBatch with a binary ``value`` column (and optional ``key``,
+        ``headers``, ``timestamp_ms``) as one batch per partition; returns a SendFuture."""
+        if self._closed:
+            raise ProducerClosed("this producer is closed; create a new Producer")
+        state = self._topic(topic)
+        self._check_partition(state, partition)
+        batch = normalize_table(table_or_batch)
+        largest = largest_record_bytes(batch)
+        if largest > state.max_message_bytes:
+            raise MessageTooLarge(
+                f"a record of {largest} bytes exceeds max.message.bytes={state.max_message_bytes} of topic "
+                f"{topic!r}; nothing was sent"
+            )
+        groups = self._split_by_partition(state, batch, partition)
+        parts = []
+        with self._lock:
+            for p, piece in groups:
+                self._reserve_locked(piece.nbytes)
+                result = BatchResult(topic, p)
+                result.timestamps = piece.column(2)
+                self._ready.append(_Batch(topic, p, encode_record_batch(piece), piece.num_rows, piece.nbytes, result))
+                self._unfinished += 1
+                parts.append((result, 0, piece.num_rows))
+            self._wakeup.notify()
+        return SendFuture(parts)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Send everything queued and wait for every outcome; raise the first error since the last flush."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            for key in list(self._open):
+                self._close_open_locked(key)
+            self._wakeup.notify()
+            while self._unfinished:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise RequestTimedOut(f"flush: {self._unfinished} batch(es) still unacknowledged after {timeout} s")
+                self._space.wait(remaining if remaining is not None else 1.0)
+            errors, self._errors = self._errors, []
+        if errors:
+            raise errors[0]
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, then stop the sender. Further sends raise ProducerClosed."""
+        if self._closed:
+            return
+        try:
+            self.flush(timeout)
+        finally:
+            with self._lock:
+                self._closed = True
+                self._wakeup.notify()
+            self._sender.join(timeout=5)
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def partitions_for(self, topic: str) -> int:
+        """How many partitions ``topic`` has (as cached)."""
+        return len(self._topic(topic).leaders)
+
+    # -- metadata ----------------------------------------------------------------
+
+    def _topic(self, topic: str) -> _TopicState:
+        state = self._topics.get(topic)
+        if state is not None and time.monotonic() - state.loaded_at < METADATA_MAX_AGE_MS / 1000:
+            return state
+        if not isinstance(topic, str):
+            raise TypeError(f"topic must be a str, got {type(topic).__name__}")
+        timeout_s = self.request_timeout_ms / 1000
+        try:
+            meta = call(self._manager.topic_metadata, topic, timeout_s=timeout_s, what="topic metadata")
+        except UnknownTopic:
+            if not self._settings.auto_create_topics:
+                raise
+            try:
+                call(self._manager.create_topic, topic, 1, 1, None, timeout_s=timeout_s, what="create topic")
+            except TopicAlreadyExists:
+                pass
+            meta = call(self._manager.topic_metadata, topic, timeout_s=timeout_s, what="topic metadata")
+        state = _TopicState(
+            name=topic,
+            leaders=meta["leaders"],
+            max_message_bytes=int(meta["config"]["max.message.bytes"]),
+            loaded_at=time.monotonic(),
+            sticky=random.randrange(len(meta["leaders"])),
+        )
+        self._topics[topic] = state
+        return state
+
+    @staticmethod
+    def _check_partition(state: _TopicState, partition: int | None) -> None:
+        if partition is None:
+            return
+        if isinstance(partition, bool) or not isinstance(partition, int):
+            raise TypeError(f"partition must be an int, got {type(partition).__name__}")
+        if not 0 <= partition < len(state.leaders):
+            raise ValueError(f"topic {state.name!r} has partitions 0..{len(state.leaders) - 1}; got {partition}")
+
+    @staticmethod
+    def _check_size(state: _TopicState, value: bytes, key: bytes | None) -> None:
+        size = len(value) + (len(key) if key is not None else 0)
+        if size > state.max_message_bytes:
+            raise MessageTooLarge(
+                f"message of {size} bytes exceeds max.message.bytes={state.max_message_bytes} of topic "
+                f"{state.name!r}; nothing was sent. Split it, or raise the topic's max.message.bytes"
+            )
+
+    def _choose_partition(self, state: _TopicState, key: bytes | None) -> int:
+        if key is not None and self.partitioner == "hash":
+            return zlib.crc32(key) % len(state.leaders)
+        return state.sticky
+
+    def _split_by_partition(self, state, batch: pa.RecordBatch, partition: int | None):
+        if partition is not None:
+            return [(partition, batch)]
+        keys = batch.column(0)
+        if keys.null_count == batch.num_rows or self.partitioner != "hash":
+            with self._lock:
+                chosen = state.sticky
+                state.sticky = (state.sticky + 1) % len(state.leaders)
+            return [(chosen, batch)]
+        n = len(state.leaders)
+        sticky = state.sticky
+        targets = [sticky if k is None else zlib.crc32(k) % n for k in keys.to_pylist()]
+        groups = []
+        for p in sorted(set(targets)):
+            mask = pa.array([t == p for t in targets])
+            groups.append((p, batch.filter(mask)))
+        return groups
+
+    # -- accumulation (caller threads, under self._lock) ------------------------
+
+    def _append_locked(self, state, partition, value, key, timestamp_ms, headers) -> tuple[BatchResult, int]:
+        p = self._choose_partition(state, key) if partition is None else partition
+        slot = (state.name, p)
+        entry = self._open.get(slot)
+        if entry is None:
+            self._reserve_locked(self.batch_size // 4)
+            result = BatchResult(state.name, p)
+            builder = RecordBuilder()
+            result.timestamps = builder.timestamps
+            entry = self._open[slot] = (builder, result, time.monotonic())
+            self._unfinished += 1
+            self._wakeup.notify()  # starts the linger clock
+        builder, result, _ = entry
+        index = builder.append(value, key, timestamp_ms, headers)
+        if builder.nbytes >= self.batch_size:
+            self._close_open_locked(slot)
+            self._wakeup.notify()
+        return result, index
+
+    def _reserve_locked(self, nbytes: int) -> None:
+        """Block while more than buffer_memory is buffered (Kafka's max.block.ms applies)."""
+        deadline = time.monotonic() + self.max_block_ms / 1000
+        while self._buffered_bytes + nbytes > self.buffer_memory and self._buffered_bytes > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RequestTimedOut(
+                    f"send blocked {self.max_block_ms} ms on a full buffer ({self._buffered_bytes} bytes); "
+                    f"the partition actors are not keeping up, or raise buffer_memory"
+                )
+            self._space.wait(remaining)
+            if self._closed:
+                raise ProducerClosed("the producer was closed while send was blocked")
+        self._buffered_bytes += nbytes
+
+    def _close_open_locked(self, slot) -> None:
+        builder, result, _ = self._open.pop(slot)
+        state = self._topics.get(slot[0])
+        if state is not None and state.sticky == slot[1] and len(state.leaders) > 1:
+            state.sticky = random.choice([p for p in range(len(state.leaders)) if p != slot[1]])
+        reserved = self.batch_size // 4
+        self._buffered_bytes += builder.nbytes - reserved
+        self._ready.append(_Batch(slot[0], slot[1], builder, builder.count, builder.nbytes, result))
+
+    # -- the sender thread -------------------------------------------------------
+
+    def _run_sender(self) -> None:
+        while True:
+            with self._lock:
+                while True:
+                    now = time.monotonic()
+                    linger_s = self.linger_ms / 1000
+                    for slot, (_, _, opened) in list(self._open.items()):
+                        if now - opened >= linger_s:
+                            self._close_open_locked(slot)
+                    self._expire_in_flight_locked(now)
+                    sendable = [b for b in self._ready if self._in_flight.get((b.topic, b.partition), 0) < self.max_in_flight]
+                    if sendable or (self._closed and not self._open and not self._ready):
+                        break
+                    waits = [opened + linger_s - now for _, _, opened in self._open.values()]
+                    timeout = min(waits) if waits else None
+                    if self._in_flight_batches:
+                        timeout = min(timeout or 0.1, 0.1)
+                    self._wakeup.wait(timeout)
+                if not sendable:
+                    return
+                for batch in sendable:
+                    self._ready.remove(batch)
+                    slot = (batch.topic, batch.partition)
+                    self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
+                    if batch.seq < 0:
+                        batch.seq = self._next_seq.get(slot, 0)
+                        self._next_seq[slot] = batch.seq + 1
+            for batch in sendable:
+                self._ship(batch)
+
+    def _ship(self, batch: _Batch) -> None:
+        try:
+            if isinstance(batch.payload, RecordBuilder):
+                batch.payload = encode_record_batch(batch.payload.to_record_batch())
+            leader = self._topics[batch.topic].leaders[batch.partition]
+            batch.attempts += 1
+            ref = leader.append.remote(batch.payload, self._producer_id, batch.seq, False)
+        except Exception as exc:  # encoding or submission failed: the batch fails, others go on
+            self._complete(batch, error=exc)
+            return
+        with self._lock:
+            self._in_flight_batches[id(batch)] = (batch, ref)  # the ref stays alive until answered
+        if self.acks == 0:
+            batch.result.finish()  # fire and forget: offsets unknown (-1), as in Kafka
+        ref.future().add_done_callback(lambda fut, b=batch: self._on_response(b, fut))
+
+    def _on_response(self, batch: _Batch, fut) -> None:
+        try:
+            base, append_time = fut.result()
+        except ACTOR_GONE as exc:
+            self._retry_or_fail(batch, exc)
+            return
+        except Exception as exc:
+            self._complete(batch, error=unwrap(exc))
+            return
+        self._complete(batch, base=base, append_time=append_time)
+
+    def _retry_or_fail(self, batch: _Batch, exc: BaseException) -> None:
+        if time.monotonic() - batch.closed_at >= self.request_timeout_ms / 1000:
+            self._complete(batch, error=RequestTimedOut(
+                f"{batch.topic}-{batch.partition}: not acknowledged within request_timeout_ms="
+                f"{self.request_timeout_ms} ({batch.attempts} attempts; last error: {type(exc).__name__})"
+            ))
+            return
+        logger.info("%s-%d: partition actor unreachable (%s); retrying batch seq %d",
+                    batch.topic, batch.partition, type(exc).__name__, batch.seq)
+        time.sleep(RETRY_BACKOFF_MS / 1000)
+        with self._lock:
+            if self._in_flight_batches.pop(id(batch), None) is None:
+                return  # already expired
+            slot = (batch.topic, batch.partition)
+            self._in_flight[slot] -= 1
+            self._ready.appendleft(batch)
+            self._wakeup.notify()
+
+    def _expire_in_flight_locked(self, now: float) -> None:
+        limit_s = self.request_timeout_ms / 1000
+        for key, (batch, _ref) in list(self._in_flight_batches.items()):
+            if now - batch.closed_at >= limit_s and not batch.result.done.is_set():
+                self._in_flight_batches.pop(key)
+                self._in_flight[(batch.topic, batch.partition)] -= 1
+                self._finish_locked(batch, error=RequestTimedOut(
+                    f"{batch.topic}-{batch.partition}: no answer within request_timeout_ms="
+                    f"{self.request_timeout_ms}; is the partition's node alive?"
+                ))
+
+    def _complete(self, batch: _Batch, base: int = -1, append_time: int = -1, error=None) -> None:
+        with self._lock:
+            if self._in_flight_batches.pop(id(batch), None) is not None:
+                self._in_flight[(batch.topic, batch.partition)] -= 1
+            elif batch.attempts and error is None:
+                return  # expired meanwhile
+            self._finish_locked(batch, base, append_time, error)
+
+    def _finish_locked(self, batch: _Batch, base: int = -1, append_time: int = -1, error=None) -> None:
+        self._buffered_bytes -= batch.nbytes
+        self._unfinished -= 1
+        if error is not None:
+            self._errors.append(error)
+        self._space.notify_all()
+        self._wakeup.notify()
+        if not batch.result.done.is_set():
+            batch.result.finish(base, append_time, error)
+        batch.payload = None

@@ -1,0 +1,57 @@
+"""Calling actors from clients: deadlines, retries across actor restarts, typed errors.
+
+Ray wraps an exception raised in an actor in ``RayTaskError``; users should see
+the raykafka error itself, with its message, so ``call`` unwraps it. A call to
+an actor that is restarting (its process was killed) is retried until the
+deadline for idempotent calls; anything that cannot finish in time becomes
+``RequestTimedOut``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
+
+from raykafka.errors import RayKafkaError, RequestTimedOut
+
+#: Pause between retries of a call whose actor is restarting.
+RETRY_BACKOFF_S = 0.2
+
+ACTOR_GONE = (RayActorError, ActorUnavailableError, ActorDiedError)
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The exception a user should see for ``exc`` raised by ``ray.get``."""
+    if isinstance(exc, RayTaskError):
+        cause = exc.cause
+        if isinstance(cause, RayKafkaError | TypeError | ValueError):
+            return cause
+    return exc
+
+
+def call(method, *args, timeout_s: float, idempotent: bool = True, what: str = "request", **kwargs):
+    """``ray.get(method.remote(*args))`` with a deadline, retries and unwrapped errors."""
+    deadline = time.monotonic() + timeout_s
+    last: BaseException | None = None
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RequestTimedOut(
+                f"{what} did not complete within {timeout_s:g} s"
+                + (f" (last error: {type(last).__name__}: {last})" if last else "")
+                + "; is the partition's node alive? raise request_timeout_ms to wait longer"
+            )
+        try:
+            return ray.get(method.remote(*args, **kwargs), timeout=remaining)
+        except GetTimeoutError:
+            last = None
+            continue
+        except RayTaskError as exc:
+            raise unwrap(exc) from None
+        except ACTOR_GONE as exc:
+            if not idempotent:
+                raise
+            last = exc
+            time.sleep(min(RETRY_BACKOFF_S, max(0.0, deadline - time.monotonic())))

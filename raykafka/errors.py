@@ -1,0 +1,101 @@
+"""The typed errors of raykafka's public API.
+
+Every error a user can see is a :class:`RayKafkaError` subclass whose message
+says what to do. They are raised in actors as well as in clients, so they are
+plain picklable exceptions: client code unwraps Ray's ``RayTaskError`` and
+re-raises the original (see ``raykafka.api.rpc``).
+"""
+
+from __future__ import annotations
+
+
+class RayKafkaError(Exception):
+    """Base class of every raykafka error."""
+
+
+class TopicAlreadyExists(RayKafkaError):
+    pass
+
+
+class UnknownTopic(RayKafkaError):
+    pass
+
+
+class InvalidTopicName(RayKafkaError, ValueError):
+    pass
+
+
+class InvalidConfig(RayKafkaError, ValueError):
+    pass
+
+
+class MessageTooLarge(RayKafkaError):
+    pass
+
+
+class OffsetOutOfRange(RayKafkaError):
+    """An offset outside ``[earliest, latest]`` of a partition."""
+
+    def __init__(self, message: str, earliest: int | None = None, latest: int | None = None):
+        super().__init__(message)
+        self.earliest = earliest
+        self.latest = latest
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.earliest, self.latest))
+
+
+class UnknownGroup(RayKafkaError):
+    pass
+
+
+class GroupNotEmpty(RayKafkaError):
+    pass
+
+
+class RebalanceInProgress(RayKafkaError):
+    pass
+
+
+class StaleGeneration(RayKafkaError):
+    pass
+
+
+class NotEnoughReplicas(RayKafkaError):
+    pass
+
+
+class RequestTimedOut(RayKafkaError, TimeoutError):
+    pass
+
+
+class ProducerClosed(RayKafkaError):
+    pass
+
+
+class ConsumerClosed(RayKafkaError):
+    pass
+
+
+class CorruptRecord(RayKafkaError):
+    """Stored data failed its CRC; it was not returned. Operators: see docs/FORMAT.md."""
+
+
+__all__ = [
+    "ConsumerClosed",
+    "CorruptRecord",
+    "GroupNotEmpty",
+    "InvalidConfig",
+    "InvalidTopicName",
+    "MessageTooLarge",
+    "NotEnoughReplicas",
+    "OffsetOutOfRange",
+    "ProducerClosed",
+    "RayKafkaError",
+    "RebalanceInProgress",
+    "RequestTimedOut",
+    "StaleGeneration",
+    "TopicAlreadyExists",
+    "UnknownGroup",
+    "UnknownTopic",
+]

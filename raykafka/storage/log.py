@@ -1,0 +1,534 @@
+"""PartitionLog: one partition replica's log in one directory.
+
+Owns the segment list and the policies around it: append and roll, reads across
+segments, timestamp lookup, log start offset (delete_records, retention), truncation,
+recovery on open, and the flush policy with group commit.
+
+Threading: one owner thread calls everything except ``sync_through``, ``flush``,
+``flush_due`` and the read-only properties, which any thread may call. ``_lock``
+guards what the fsync thread looks at (the segment list, each segment's size and fd,
+the log end offset), so appends hold it only to publish a written frame.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from bisect import bisect_right
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .checkpoint import TMP_SUFFIX, fsync_dir, read_log_start_offset, write_log_start_offset
+from .config import LogConfig
+from .errors import LogOffsetOutOfRange, StorageError
+from .framing import HEADER_SIZE, CorruptBatch, frame_crc_ok, iter_frames, pack_header, unpack_header
+from .group_commit import GroupCommit
+from .records import InvalidRecordBatch, decode_record_batch
+from .segment import OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, Segment, parse_segment_file_name
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class PartitionLog:
+    """An append-only log of framed batches in ``directory``; recovers on open."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        config: LogConfig | None = None,
+        *,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.directory = os.fspath(directory)
+        self.config = config if config is not None else LogConfig()
+        self._clock_ms = clock_ms if clock_ms is not None else _wall_clock_ms
+        self._lock = threading.Lock()
+        self._segments: list[Segment] = []
+        self._bases: list[int] = []  # parallel to _segments, for bisect
+        self._log_start_offset = 0
+        self._log_end_offset = 0
+        self._size_bytes = 0
+        self._dir_dirty = False  # a segment file was created since the last directory fsync
+        self._truncations = 0  # bumped by truncate_to so an in-flight fsync round can't overclaim
+        self._closed = False
+        self.recovery_truncated_bytes = 0
+        self.fsync_count = 0
+        os.makedirs(self.directory, exist_ok=True)
+        self._open()
+        self._last_flush_ms = self._clock_ms()
+        self._group = GroupCommit(self._sync_round, self._log_end_offset)
+
+    # -- properties --------------------------------------------------------------------
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        """The offset the next appended record will get."""
+        return self._log_end_offset
+
+    @property
+    def size_bytes(self) -> int:
+        return self._size_bytes
+
+    @property
+    def segment_base_offsets(self) -> list[int]:
+        return list(self._bases)
+
+    @property
+    def flushed_offset(self) -> int:
+        """Every offset below this has been fsynced."""
+        return self._group.synced_offset
+
+    @property
+    def _active(self) -> Segment:
+        return self._segments[-1]
+
+    # -- open / recovery ---------------------------------------------------------------
+
+    def _open(self) -> None:
+        names = os.listdir(self.directory)
+        bases = []
+        for name in names:
+            if name.endswith((TMP_SUFFIX, ".truncating")):  # debris of an interrupted replace
+                os.unlink(os.path.join(self.directory, name))
+                continue
+            base = parse_segment_file_name(name)
+            if base is not None:
+                bases.append(base)
+        bases.sort()
+        live = {f"{b:020d}" for b in bases}
+        for name in names:  # index files whose segment is gone
+            if name.endswith((OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX)) and name.split(".")[0] not in live:
+                os.unlink(os.path.join(self.directory, name))
+
+        checkpoint = read_log_start_offset(self.directory)
+        interval = self.config.index_interval_bytes
+        if not bases:
+            self._log_start_offset = checkpoint or 0
+            self._add_segment(Segment.create(self.directory, self._log_start_offset))
+            fsync_dir(self.directory)
+            return
+
+        for base in bases[:-1]:
+            seg = Segment.open_existing(self.directory, base)
+            seg.load_sealed(interval)
+            self._add_segment(seg)
+        active = Segment.open_existing(self.directory, bases[-1])
+        self.recovery_truncated_bytes = active.recover(interval)
+        if active.size_bytes:
+            active.first_append_ms = self._clock_ms()  # the real first-append time is not on disk
+        self._add_segment(active)
+        self._log_end_offset = active.end_offset
+        self._log_start_offset = max(bases[0], checkpoint or 0)
+        for seg in self._segments:  # whatever the last process left in the page cache
+            os.fsync(seg.fd)
+            seg.synced_bytes = seg.size_bytes
+            self.fsync_count += 1
+
+        if self._log_start_offset > self._log_end_offset:
+            # The checkpoint survived but the data it refers to did not (unflushed data lost
+            # with the machine): start empty at the checkpointed offset.
+            for seg in self._segments:
+                seg.delete()
+            self._segments, self._bases, self._size_bytes = [], [], 0
+            self._add_segment(Segment.create(self.directory, self._log_start_offset))
+            self._log_end_offset = self._log_start_offset
+            fsync_dir(self.directory)
+        else:
+            self._delete_segments_below(self._log_start_offset)
+
+    def _add_segment(self, seg: Segment) -> None:
+        with self._lock:
+            self._segments.append(seg)
+            self._bases.append(seg.base_offset)
+            self._size_bytes += seg.size_bytes
+
+    # -- appending ---------------------------------------------------------------------
+
+    def append(
+        self,
+        payload: bytes | memoryview | pa.Buffer,
+        *,
+        record_count: int,
+        first_timestamp_ms: int,
+        max_timestamp_ms: int,
+        attributes: int = 0,
+        leader_epoch: int = 0,
+    ) -> int:
+        """Append one batch; returns its base offset."""
+        self._check_open()
+        view = memoryview(payload).cast("B") if not isinstance(payload, pa.Buffer) else payload
+        length = view.nbytes if isinstance(view, memoryview) else view.size
+        if length % 8:
+            # Frames must stay 8-byte aligned so Arrow can read the payload in place.
+            raise InvalidRecordBatch(f"payload length {length} is not a multiple of 8")
+        if record_count < 1:
+            raise ValueError(f"record_count must be >= 1, got {record_count}")
+        base = self._log_end_offset
+        header = pack_header(
+            view,
+            base_offset=base,
+            record_count=record_count,
+            first_timestamp_ms=first_timestamp_ms,
+            max_timestamp_ms=max_timestamp_ms,
+            attributes=attributes,
+            leader_epoch=leader_epoch,
+        )
+        self._write_frame([header, view], HEADER_SIZE + length, header)
+        return base
+
+    def append_frames(self, frames: bytes | memoryview | pa.Buffer) -> int:
+        """Append already-framed batches verbatim (replication); returns the new log end offset.
+
+        All frames are checked first (CRC, offsets continuing at the log end), so a bad input
+        appends nothing.
+        """
+        self._check_open()
+        view = memoryview(frames).cast("B")
+        expected = self._log_end_offset
+        spans = []
+        pos = 0
+        for header, _payload in iter_frames(view, verify=True):
+            if header.base_offset != expected:
+                raise CorruptBatch(f"frame at byte {pos} has base offset {header.base_offset}, expected {expected}")
+            if header.payload_length % 8:
+                raise InvalidRecordBatch(f"payload length {header.payload_length} is not a multiple of 8")
+            spans.append((pos, header))
+            expected = header.next_offset
+            pos += header.frame_length
+        for pos, header in spans:
+            self._write_frame([view[pos : pos + header.frame_length]], header.frame_length, header)
+        return self._log_end_offset
+
+    def _write_frame(self, parts: list, frame_length: int, header_or_bytes) -> None:
+        header = unpack_header(header_or_bytes) if isinstance(header_or_bytes, bytes) else header_or_bytes
+        self._maybe_roll(frame_length)
+        seg = self._active
+        pos = seg.write(parts, frame_length)
+        with self._lock:
+            seg.note_batch(pos, header, self.config.index_interval_bytes)
+            self._log_end_offset = header.next_offset
+            self._size_bytes += frame_length
+        if seg.first_append_ms is None:
+            seg.first_append_ms = self._clock_ms()
+
+    def _maybe_roll(self, frame_length: int) -> None:
+        seg = self._active
+        if seg.size_bytes == 0:
+            return
+        too_big = seg.size_bytes + frame_length > self.config.segment_bytes
+        too_old = seg.first_append_ms is not None and self._clock_ms() - seg.first_append_ms > self.config.segment_ms
+        if too_big or too_old:
+            self._roll()
+
+    def _roll(self) -> None:
+        self._active.seal()
+        seg = Segment.create(self.directory, self._log_end_offset)
+        self._add_segment(seg)
+        with self._lock:
+            self._dir_dirty = True  # the next fsync round makes the new file's name durable
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _check_offset(self, offset: int) -> None:
+        if not self._log_start_offset <= offset <= self._log_end_offset:
+            raise LogOffsetOutOfRange(offset, self._log_start_offset, self._log_end_offset)
+
+    def read(self, offset: int, max_bytes: int, *, max_offset: int | None = None) -> list[pa.Buffer]:
+        """Whole frames from the batch holding ``offset`` on, as zero-copy slices of the maps.
+
+        Stops before exceeding ``max_bytes`` (but returns at least one frame if there is one),
+        before the first frame whose last offset is >= ``max_offset``, and before a frame that
+        fails its CRC; if that is the first frame, CorruptBatch is raised. Contiguous frames of
+        one segment come back as one buffer.
+        """
+        self._check_open()
+        self._check_offset(offset)
+        out: list[pa.Buffer] = []
+        total = 0
+        i = bisect_right(self._bases, offset) - 1
+        while i < len(self._segments) and offset < self._log_end_offset:
+            seg = self._segments[i]
+            if offset >= seg.end_offset:
+                if out:
+                    break
+                raise CorruptBatch(f"{seg.path}: offset {offset} lies in a damaged region of the segment")
+            try:
+                pos, header = seg.find_batch(offset)
+            except CorruptBatch:
+                if out:
+                    break
+                raise
+            buf = seg.buffer()
+            view = seg.view()
+            run_start = pos
+            stop = False
+            while True:
+                if max_offset is not None and header.next_offset - 1 >= max_offset:
+                    stop = True
+                    break
+                if (out or pos > run_start) and total + header.frame_length > max_bytes:
+                    stop = True
+                    break
+                if not frame_crc_ok(view, pos, header):
+                    if not out and pos == run_start:
+                        raise CorruptBatch(f"{seg.path}: CRC mismatch in batch at byte {pos} (offset {offset})")
+                    stop = True  # return the good frames; the next read starting here raises
+                    break
+                total += header.frame_length
+                pos += header.frame_length
+                offset = header.next_offset
+                if pos >= seg.size_bytes:
+                    break
+                try:
+                    header = unpack_header(view, pos)
+                except CorruptBatch:
+                    stop = True
+                    break
+                if header.base_offset != offset:
+                    stop = True  # a broken chain; reading from ``offset`` will raise
+                    break
+            if pos > run_start:
+                out.append(buf.slice(run_start, pos - run_start))
+            if stop:
+                break
+            i += 1
+        return out
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
+        """The first offset (>= log start) whose record timestamp is >= ``timestamp_ms``."""
+        self._check_open()
+        start = self._log_start_offset
+        for seg in self._segments:
+            if seg.max_timestamp_ms < timestamp_ms or seg.end_offset <= start:
+                continue
+            pos = seg.index.timestamp_scan_position(timestamp_ms)
+            if seg.base_offset <= start:
+                pos = max(pos, seg.find_batch(start)[0])
+            found = self._scan_for_timestamp(seg, pos, timestamp_ms, start)
+            if found is not None:
+                return found
+        return None
+
+    def _scan_for_timestamp(self, seg: Segment, pos: int, timestamp_ms: int, start: int) -> int | None:
+        view = seg.view()
+        while pos < seg.size_bytes:
+            header = unpack_header(view, pos)
+            if header.max_timestamp_ms >= timestamp_ms and header.next_offset > start:
+                if not frame_crc_ok(view, pos, header):
+                    raise CorruptBatch(f"{seg.path}: CRC mismatch in batch at byte {pos}")
+                skip = max(0, start - header.base_offset)
+                if header.log_append_time:  # every record carries the batch's max timestamp
+                    return header.base_offset + skip
+                payload = seg.buffer().slice(pos + HEADER_SIZE, header.payload_length)
+                column = decode_record_batch(payload).column("timestamp_ms").slice(skip)
+                row = pc.index(pc.greater_equal(column, timestamp_ms), True).as_py()
+                if row >= 0:
+                    return header.base_offset + skip + row
+            pos += header.frame_length
+        return None
+
+    # -- log start, retention, truncation ----------------------------------------------
+
+    def delete_records(self, before_offset: int) -> int:
+        """Move the log start offset up to ``before_offset`` (never back); returns the log start."""
+        self._check_open()
+        if before_offset > self._log_end_offset:
+            raise LogOffsetOutOfRange(before_offset, self._log_start_offset, self._log_end_offset)
+        if before_offset > self._log_start_offset:
+            write_log_start_offset(self.directory, before_offset)
+            self._log_start_offset = before_offset
+            self._delete_segments_below(before_offset)
+        return self._log_start_offset
+
+    def _delete_segments_below(self, offset: int) -> None:
+        """Delete segments holding only offsets below ``offset`` (rolling first if that is all)."""
+        if self._active.size_bytes and self._active.end_offset <= offset:
+            self._roll()
+        doomed = [s for s in self._segments[:-1] if s.end_offset <= offset]
+        self._remove_segments(doomed)
+
+    def _remove_segments(self, doomed: list[Segment]) -> None:
+        if not doomed:
+            return
+        gone = {id(s) for s in doomed}
+        with self._lock:
+            self._segments = [s for s in self._segments if id(s) not in gone]
+            self._bases = [s.base_offset for s in self._segments]
+            self._size_bytes -= sum(s.size_bytes for s in doomed)
+        for seg in doomed:
+            seg.delete()
+        # No directory fsync needed: if an unlink is lost in a crash the segment lies below the
+        # (fsynced) log start checkpoint and is deleted again on open.
+
+    def apply_retention(self) -> int:
+        """Delete old sealed segments by retention_ms / retention_bytes; returns how many."""
+        self._check_open()
+        now = self._clock_ms()
+        retention_ms, retention_bytes = self.config.retention_ms, self.config.retention_bytes
+        size = self._size_bytes
+        doomed = []
+        for seg, successor in zip(self._segments, self._segments[1:]):  # never the active one
+            by_time = retention_ms >= 0 and now - seg.max_timestamp_ms > retention_ms
+            by_size = retention_bytes >= 0 and size - seg.size_bytes >= retention_bytes
+            if not (by_time or by_size):
+                break  # deletion is a prefix: the log start must stay contiguous
+            doomed.append(seg)
+            size -= seg.size_bytes
+        if not doomed:
+            return 0
+        new_start = self._segments[len(doomed)].base_offset
+        if new_start > self._log_start_offset:
+            write_log_start_offset(self.directory, new_start)
+            self._log_start_offset = new_start
+        self._remove_segments(doomed)
+        return len(doomed)
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove every batch that holds an offset >= ``offset`` (follower truncation).
+
+        Truncation is by whole batches: if ``offset`` falls inside a batch the whole batch
+        goes, so the new log end offset can be below ``offset``.
+        """
+        self._check_open()
+        if offset >= self._log_end_offset:
+            return
+        if offset < self._log_start_offset:
+            raise LogOffsetOutOfRange(offset, self._log_start_offset, self._log_end_offset)
+        i = bisect_right(self._bases, offset) - 1
+        seg = self._segments[i]
+        if offset < seg.end_offset:
+            cut, header = seg.find_batch(offset)
+            new_end = header.base_offset
+        else:
+            cut, new_end = seg.size_bytes, seg.end_offset
+        later = self._segments[i + 1 :]
+        with self._lock:  # the fsync thread must not dup an fd we are about to close or replace
+            self._truncations += 1
+            del self._segments[i + 1 :]
+            del self._bases[i + 1 :]
+            self._size_bytes -= sum(s.size_bytes for s in later) + (seg.size_bytes - cut)
+            seg.truncate(cut)
+            seg.end_offset = new_end
+            self._log_end_offset = new_end
+        for s in later:
+            s.delete()
+        seg.recompute_metadata(self.config.index_interval_bytes)
+        if seg.size_bytes and seg.first_append_ms is None:
+            seg.first_append_ms = self._clock_ms()
+        fsync_dir(self.directory)  # truncated-away segments must not come back after a crash
+        self._group.reset_to(new_end)
+        if new_end < self._log_start_offset:
+            # ``offset`` was the log start, inside a batch: nothing is left; start empty there.
+            with self._lock:
+                doomed, self._segments, self._bases, self._size_bytes = self._segments, [], [], 0
+                self._log_end_offset = offset
+            for s in doomed:
+                s.delete()
+            self._add_segment(Segment.create(self.directory, offset))
+            fsync_dir(self.directory)
+
+    # -- flush policy and group commit -------------------------------------------------
+
+    def flush_due(self) -> bool:
+        """Whether the flush policy (flush_messages / flush_ms) asks for an fsync now."""
+        pending = self._log_end_offset - self._group.synced_offset
+        if pending <= 0:
+            return False
+        cfg = self.config
+        if cfg.flush_messages is not None and pending >= cfg.flush_messages:
+            return True
+        return cfg.flush_ms is not None and self._clock_ms() - self._last_flush_ms >= cfg.flush_ms
+
+    def sync_through(self, offset: int) -> None:
+        """Block until every offset below ``offset`` is fsynced. Any thread; fsyncs are shared."""
+        self._group.sync_through(offset, lambda: self._log_end_offset)
+
+    def flush(self) -> None:
+        self.sync_through(self._log_end_offset)
+
+    def _sync_round(self) -> int:
+        """One group-commit round: fsync every file with unsynced bytes, then the directory."""
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"log {self.directory} is closed")
+            target = self._log_end_offset
+            truncations = self._truncations
+            # dup: the owner may close a segment (retention) while we fsync it
+            todo = [(seg, os.dup(seg.fd), seg.size_bytes) for seg in self._segments if seg.size_bytes > seg.synced_bytes]
+            dir_dirty, self._dir_dirty = self._dir_dirty, False
+        fsyncs = 0
+        try:
+            for _seg, fd, _size in todo:
+                os.fsync(fd)
+                fsyncs += 1
+            if dir_dirty:
+                fsync_dir(self.directory)
+                fsyncs += 1
+        except BaseException:
+            with self._lock:
+                self._dir_dirty = self._dir_dirty or dir_dirty
+            raise
+        finally:
+            for _seg, fd, _size in todo:
+                os.close(fd)
+            with self._lock:
+                self.fsync_count += fsyncs
+        with self._lock:
+            if truncations == self._truncations:
+                for seg, _fd, size in todo:
+                    seg.synced_bytes = max(seg.synced_bytes, size)
+            self._last_flush_ms = self._clock_ms()
+        return target
+
+    # -- configuration and lifetime ----------------------------------------------------
+
+    def update_config(self, config: LogConfig) -> None:
+        """Use ``config`` from now on (rolls and retention consult it on their next run)."""
+        self.config = config
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError(f"log {self.directory} is closed")
+
+    def close(self) -> None:
+        """Fsync what is pending (a clean shutdown loses nothing) and close the files."""
+        if self._closed:
+            return
+        self.flush()
+        with self._lock:
+            self._closed = True
+            segments, self._segments = self._segments, []
+            for seg in segments:
+                seg.close()
+
+    def destroy(self) -> None:
+        """Close without flushing and remove the directory with everything in it."""
+        with self._lock:
+            self._closed = True
+            segments, self._segments = self._segments, []
+            for seg in segments:
+                seg.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> PartitionLog:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"PartitionLog({self.directory!r}, start={self._log_start_offset}, end={self._log_end_offset}, "
+            f"segments={len(self._segments)}, bytes={self._size_bytes})"
+        )
+
