@@ -147,6 +147,7 @@ class _TopicState:
     max_message_bytes: int
     loaded_at: float
     sticky: int = 0
+    stale: bool = False  # set by the sender thread when older than METADATA_MAX_AGE_MS
 
 
 class _Batch:
@@ -256,6 +257,37 @@ class Producer:
         Raises at the call: TypeError/ValueError for bad arguments, UnknownTopic,
         MessageTooLarge, ProducerClosed.
         """
+        # Fast path, the common case: bytes value, optional bytes key, nothing else. Same checks
+        # as the general path below, inlined, because this runs once per message.
+        state = self._topics.get(topic)
+        if (
+            type(value) is bytes
+            and (key is None or type(key) is bytes)
+            and headers is None
+            and partition is None
+            and timestamp_ms is None
+            and state is not None
+            and not state.stale
+            and not self._closed
+        ):
+            if len(value) + (len(key) if key is not None else 0) > state.max_message_bytes:
+                self._check_size(state, value, key)
+            stamp = time.time_ns() // 1_000_000
+            with self._lock:
+                if key is not None and self.partitioner == "hash":
+                    slot = (topic, zlib.crc32(key) % len(state.leaders))
+                else:
+                    slot = (topic, state.sticky)
+                entry = self._open.get(slot)
+                if entry is None:
+                    result, index = self._append_locked(state, slot[1], value, key, stamp, None)
+                else:
+                    builder, result, _ = entry
+                    index = builder.append(value, key, stamp, None)
+                    if builder.nbytes >= self.batch_size:
+                        self._close_open_locked(slot)
+                        self._wakeup.notify()
+            return SendFuture([(result, index, 1)])
         if self._closed:
             raise ProducerClosed("this producer is closed; create a new Producer")
         if isinstance(value, MessageSet | Message):
@@ -360,7 +392,7 @@ class Producer:
 
     def _topic(self, topic: str) -> _TopicState:
         state = self._topics.get(topic)
-        if state is not None and time.monotonic() - state.loaded_at < METADATA_MAX_AGE_MS / 1000:
+        if state is not None and not state.stale:
             return state
         if not isinstance(topic, str):
             raise TypeError(f"topic must be a str, got {type(topic).__name__}")
@@ -483,6 +515,9 @@ class Producer:
                         if now - opened >= linger_s:
                             self._close_open_locked(slot)
                     self._expire_in_flight_locked(now)
+                    for state in self._topics.values():
+                        if now - state.loaded_at >= METADATA_MAX_AGE_MS / 1000:
+                            state.stale = True  # the next send re-reads metadata
                     sendable = [b for b in self._ready if self._in_flight.get((b.topic, b.partition), 0) < self.max_in_flight]
                     if sendable or (self._closed and not self._open and not self._ready):
                         break

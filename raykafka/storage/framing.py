@@ -25,7 +25,8 @@ bit in an offset or a length is caught as surely as one in a value.
 from __future__ import annotations
 
 import struct
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import crc32c
 
@@ -78,8 +79,16 @@ def pack_header(
 ) -> bytes:
     """The 48 header bytes for ``payload``, CRC included."""
     tail = _HEADER.pack(
-        MAGIC, 0, attributes, 0, len(payload), base_offset, record_count,
-        leader_epoch, first_timestamp_ms, max_timestamp_ms,
+        MAGIC,
+        0,
+        attributes,
+        0,
+        len(payload),
+        base_offset,
+        record_count,
+        leader_epoch,
+        first_timestamp_ms,
+        max_timestamp_ms,
     )[_CRC_FROM:]
     crc = crc32c.crc32c(payload, crc32c.crc32c(tail))
     return MAGIC + struct.pack("<I", crc) + tail
@@ -120,7 +129,9 @@ def iter_frames(buf: bytes | memoryview, *, verify: bool = True) -> Iterator[tup
     while pos < len(view):
         header = unpack_header(view, pos)
         if verify and not frame_crc_ok(view, pos, header):
-            raise CorruptBatch(f"CRC mismatch or truncated frame at byte {pos} (base offset {header.base_offset})")
+            raise CorruptBatch(
+                f"CRC mismatch or truncated frame at byte {pos} (base offset {header.base_offset})"
+            )
         start = pos + HEADER_SIZE
         yield header, view[start : start + header.payload_length]
         pos = start + header.payload_length

@@ -10,7 +10,7 @@ business: it is the ``sync_round`` callable, returning the offset it made durabl
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 
 class GroupCommit:

@@ -25,6 +25,7 @@ import struct
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
+from itertools import pairwise
 
 import crc32c
 
@@ -40,7 +41,7 @@ _NATIVE_LITTLE = sys.byteorder == "little"
 class SegmentIndex:
     """Sparse (offset, position, running max timestamp) entries of one segment."""
 
-    __slots__ = ("base_offset", "offsets", "positions", "max_timestamps")
+    __slots__ = ("base_offset", "max_timestamps", "offsets", "positions")
 
     def __init__(self, base_offset: int) -> None:
         self.base_offset = base_offset
@@ -139,7 +140,7 @@ def _read_entries(path: str, magic: bytes, base_offset: int) -> array | None:
 
 
 def _strictly_increasing(values: array) -> bool:
-    return all(a < b for a, b in zip(values, values[1:]))
+    return all(a < b for a, b in pairwise(values))
 
 
 def load_index(
@@ -169,6 +170,6 @@ def load_index(
     if not (_strictly_increasing(index.offsets) and _strictly_increasing(index.positions)):
         return None
     ts = index.max_timestamps
-    if not all(a <= b for a, b in zip(ts, ts[1:])):
+    if not all(a <= b for a, b in pairwise(ts)):
         return None
     return index

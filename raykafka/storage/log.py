@@ -17,7 +17,7 @@ import shutil
 import threading
 import time
 from bisect import bisect_right
-from typing import Callable
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -199,7 +199,9 @@ class PartitionLog:
         pos = 0
         for header, _payload in iter_frames(view, verify=True):
             if header.base_offset != expected:
-                raise CorruptBatch(f"frame at byte {pos} has base offset {header.base_offset}, expected {expected}")
+                raise CorruptBatch(
+                    f"frame at byte {pos} has base offset {header.base_offset}, expected {expected}"
+                )
             if header.payload_length % 8:
                 raise InvalidRecordBatch(f"payload length {header.payload_length} is not a multiple of 8")
             spans.append((pos, header))
@@ -226,7 +228,10 @@ class PartitionLog:
         if seg.size_bytes == 0:
             return
         too_big = seg.size_bytes + frame_length > self.config.segment_bytes
-        too_old = seg.first_append_ms is not None and self._clock_ms() - seg.first_append_ms > self.config.segment_ms
+        too_old = (
+            seg.first_append_ms is not None
+            and self._clock_ms() - seg.first_append_ms > self.config.segment_ms
+        )
         if too_big or too_old:
             self._roll()
 
@@ -281,7 +286,9 @@ class PartitionLog:
                     break
                 if not frame_crc_ok(view, pos, header):
                     if not out and pos == run_start:
-                        raise CorruptBatch(f"{seg.path}: CRC mismatch in batch at byte {pos} (offset {offset})")
+                        raise CorruptBatch(
+                            f"{seg.path}: CRC mismatch in batch at byte {pos} (offset {offset})"
+                        )
                     stop = True  # return the good frames; the next read starting here raises
                     break
                 total += header.frame_length
@@ -377,7 +384,7 @@ class PartitionLog:
         retention_ms, retention_bytes = self.config.retention_ms, self.config.retention_bytes
         size = self._size_bytes
         doomed = []
-        for seg, successor in zip(self._segments, self._segments[1:]):  # never the active one
+        for seg in self._segments[:-1]:  # never the active one
             by_time = retention_ms >= 0 and now - seg.max_timestamp_ms > retention_ms
             by_size = retention_bytes >= 0 and size - seg.size_bytes >= retention_bytes
             if not (by_time or by_size):
@@ -464,7 +471,11 @@ class PartitionLog:
             target = self._log_end_offset
             truncations = self._truncations
             # dup: the owner may close a segment (retention) while we fsync it
-            todo = [(seg, os.dup(seg.fd), seg.size_bytes) for seg in self._segments if seg.size_bytes > seg.synced_bytes]
+            todo = [
+                (seg, os.dup(seg.fd), seg.size_bytes)
+                for seg in self._segments
+                if seg.size_bytes > seg.synced_bytes
+            ]
             dir_dirty, self._dir_dirty = self._dir_dirty, False
         fsyncs = 0
         try:
@@ -531,4 +542,3 @@ class PartitionLog:
             f"PartitionLog({self.directory!r}, start={self._log_start_offset}, end={self._log_end_offset}, "
             f"segments={len(self._segments)}, bytes={self._size_bytes})"
         )
-

@@ -14,6 +14,7 @@ that case the kept prefix is copied to a new inode instead (see :meth:`truncate`
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from typing import NamedTuple
@@ -35,7 +36,7 @@ def segment_file_name(base_offset: int) -> str:
 
 def parse_segment_file_name(name: str) -> int | None:
     """The base offset of a ``.log`` file name, or None for any other file."""
-    stem, dot, ext = name.partition(".")
+    stem, _, ext = name.partition(".")
     if "." + ext != LOG_SUFFIX or len(stem) != 20 or not stem.isdigit():
         return None
     return int(stem)
@@ -322,8 +323,5 @@ class Segment:
 
 
 def _unlink_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
-

@@ -73,7 +73,9 @@ def test_roll_by_segment_bytes_and_read_across_segments(tmp_path):
     frame = HEADER_SIZE + 256
     log = PartitionLog(tmp_path / "p", LogConfig(segment_bytes=3 * frame, index_interval_bytes=1))
     for i in range(10):
-        assert log.append(payload_of(256, i), record_count=2, first_timestamp_ms=i, max_timestamp_ms=i) == 2 * i
+        assert (
+            log.append(payload_of(256, i), record_count=2, first_timestamp_ms=i, max_timestamp_ms=i) == 2 * i
+        )
     assert log.segment_base_offsets == [0, 6, 12, 18]
     assert sorted(os.listdir(tmp_path / "p"))[:3] == [
         "00000000000000000000.index",
@@ -159,12 +161,24 @@ def test_reopen_after_close_equals_before(tmp_path):
     for i in range(40):
         append_batch(log, [b"v%d" % i] * (i % 4 + 1), [i * 10] * (i % 4 + 1))
     log.delete_records(5)
-    before = (log.log_start_offset, log.log_end_offset, log.size_bytes, log.segment_base_offsets, read_all(log))
+    before = (
+        log.log_start_offset,
+        log.log_end_offset,
+        log.size_bytes,
+        log.segment_base_offsets,
+        read_all(log),
+    )
     ts_before = [log.offset_for_timestamp(t) for t in range(0, 420, 7)]
     log.close()
     log = PartitionLog(tmp_path / "p", cfg)
     assert log.recovery_truncated_bytes == 0
-    assert (log.log_start_offset, log.log_end_offset, log.size_bytes, log.segment_base_offsets, read_all(log)) == before
+    assert (
+        log.log_start_offset,
+        log.log_end_offset,
+        log.size_bytes,
+        log.segment_base_offsets,
+        read_all(log),
+    ) == before
     assert [log.offset_for_timestamp(t) for t in range(0, 420, 7)] == ts_before
     # appends continue where they left off
     assert log.append(payload_of(8, 0), record_count=1, first_timestamp_ms=0, max_timestamp_ms=0) == before[1]

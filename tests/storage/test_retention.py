@@ -75,7 +75,9 @@ def test_retention_by_bytes(tmp_path):
 
 def test_retention_forever(tmp_path):
     now = [0]
-    log = PartitionLog(tmp_path / "p", LogConfig(segment_bytes=FRAME, retention_ms=-1), clock_ms=lambda: now[0])
+    log = PartitionLog(
+        tmp_path / "p", LogConfig(segment_bytes=FRAME, retention_ms=-1), clock_ms=lambda: now[0]
+    )
     fill(log, 4)
     now[0] = 1 << 50
     assert log.apply_retention() == 0
@@ -121,8 +123,8 @@ def test_truncate_with_live_reader_buffers_keeps_them_valid(tmp_path):
     held = log.read(0, 1 << 20)  # zero-copy slices of the mapped file
     before = bytes(held[0])
     inode = os.stat(tmp_path / "p" / "00000000000000000000.log").st_ino
-    log.truncate_to(2)
-    assert os.stat(tmp_path / "p" / "00000000000000000000.log").st_ino != inode  # copied, not cut  # must not ftruncate the pages under ``held`` (SIGBUS)
+    log.truncate_to(2)  # ftruncate under live slices would SIGBUS: copy instead
+    assert os.stat(tmp_path / "p" / "00000000000000000000.log").st_ino != inode  # copied, not cut
     assert bytes(held[0]) == before
     assert log.log_end_offset == 2
     assert [f[2] for f in read_all(log)] == [payload_of(64, 0), payload_of(64, 1)]

@@ -21,7 +21,9 @@ def test_offset_for_timestamp_matches_brute_force(tmp_path):
     # non-monotonic timestamps within and across batches, several segments, dense and sparse index
     batches = [[5, 3, 9], [2], [20, 15, 25, 11], [12], [30, 1], [8, 8], [40], [35, 45, 41]]
     for interval in (1, 10_000):
-        log = PartitionLog(tmp_path / f"p{interval}", LogConfig(segment_bytes=2500, index_interval_bytes=interval))
+        log = PartitionLog(
+            tmp_path / f"p{interval}", LogConfig(segment_bytes=2500, index_interval_bytes=interval)
+        )
         for ts in batches:
             append_batch(log, [b"v"] * len(ts), ts)
         assert len(log.segment_base_offsets) > 2

@@ -1,0 +1,58 @@
+"""Shared fixtures: one real local Ray per test session; a fresh namespace and data dir per test.
+
+Every raykafka actor a test creates is detached and lives in the test's own
+namespace, so the fixture kills them all afterwards; topics and groups never
+leak between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+# Storage tests run without Ray: import it lazily, only for the fixtures that need it.
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def kill_namespace(namespace: str) -> None:
+    import ray
+
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] == namespace:
+            try:
+                ray.kill(ray.get_actor(entry["name"], namespace=namespace), no_restart=True)
+            except ValueError:
+                pass
+
+
+@pytest.fixture
+def rk(ray_session, tmp_path):
+    """raykafka connected to a namespace and data directory of this test's own."""
+    import raykafka
+
+    namespace = f"test-{uuid.uuid4().hex[:10]}"
+    data_dir = tmp_path / "data"
+    settings = raykafka.connect(namespace=namespace, data_dir=str(data_dir))
+    yield settings
+    kill_namespace(namespace)
+
+
+@pytest.fixture
+def topic_name():
+    """A fresh topic name per call."""
+    return lambda prefix="t": f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def pytest_configure(config):
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
