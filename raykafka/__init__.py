@@ -25,26 +25,51 @@ Quick start::
     print(consumer.poll(timeout_s=5).payload())
 """
 
-from raykafka import errors
-from raykafka.api.admin import Admin
-from raykafka.api.connection import connect
-from raykafka.api.consumer import Consumer
-from raykafka.api.message import Message, MessageSet
-from raykafka.api.producer import Producer, SendFuture
-from raykafka.types import (
-    GroupDescription,
-    MemberDescription,
-    PartitionDescription,
-    RecordMetadata,
-    TopicDescription,
-    TopicPartition,
-)
+from __future__ import annotations
+
+import importlib
+
+# Lazy exports: ``import raykafka.storage`` must not pull in Ray (the storage engine stands alone).
+_EXPORTS = {
+    "Admin": "raykafka.api.admin",
+    "Consumer": "raykafka.api.consumer",
+    "MessageStream": "raykafka.api.stream",
+    "connect": "raykafka.api.connection",
+    "Message": "raykafka.api.message",
+    "MessageSet": "raykafka.api.message",
+    "Producer": "raykafka.api.producer",
+    "SendFuture": "raykafka.api.producer",
+    "GroupDescription": "raykafka.types",
+    "MemberDescription": "raykafka.types",
+    "PartitionDescription": "raykafka.types",
+    "RecordMetadata": "raykafka.types",
+    "TopicDescription": "raykafka.types",
+    "TopicPartition": "raykafka.types",
+    "errors": None,
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'raykafka' has no attribute {name!r}")
+    module = _EXPORTS[name]
+    value = importlib.import_module(f"raykafka.{name}") if module is None else getattr(
+        importlib.import_module(module), name
+    )
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))
+
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Admin",
     "Consumer",
+    "MessageStream",
     "GroupDescription",
     "MemberDescription",
     "Message",

@@ -21,18 +21,23 @@ _LONG_MAX = (1 << 63) - 1
 
 def validate_topic_name(name: object) -> str:
     """Return ``name`` if it is a legal Kafka topic name, else raise InvalidTopicName."""
+    return _validate_name(name, "topic name", InvalidTopicName)
+
+
+def validate_group_id(group_id: object) -> str:
+    """Group ids follow the topic-name rule here (stricter than Kafka: they name a directory)."""
+    return _validate_name(group_id, "group_id", ValueError)
+
+
+def _validate_name(name: object, what: str, error: type[Exception]) -> str:
     if not isinstance(name, str):
-        raise InvalidTopicName(f"topic name must be a str, got {type(name).__name__}")
+        raise error(f"{what} must be a str, got {type(name).__name__}")
     if name in ("", ".", ".."):
-        raise InvalidTopicName(f"topic name {name!r} is not allowed; use 1-249 chars of [a-zA-Z0-9._-]")
+        raise error(f"{what} {name!r} is not allowed; use 1-249 chars of [a-zA-Z0-9._-]")
     if len(name) > MAX_TOPIC_NAME_CHARS:
-        raise InvalidTopicName(
-            f"topic name is {len(name)} chars; the limit is {MAX_TOPIC_NAME_CHARS} (Kafka's rule)"
-        )
+        raise error(f"{what} is {len(name)} chars; the limit is {MAX_TOPIC_NAME_CHARS} (Kafka's rule)")
     if not _TOPIC_NAME_RE.match(name):
-        raise InvalidTopicName(
-            f"topic name {name!r} has characters outside [a-zA-Z0-9._-]; rename it (Kafka's rule)"
-        )
+        raise error(f"{what} {name!r} has characters outside [a-zA-Z0-9._-]; rename it (Kafka's rule)")
     return name
 
 

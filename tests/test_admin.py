@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,6 +21,16 @@ def produce(producer: Producer, topic: str, values: list[bytes], partition: int 
     stamps = timestamps or [None] * len(values)
     messages = MessageSet(Message(v, timestamp_ms=t) for v, t in zip(values, stamps, strict=True))
     return [md.offset for md in producer.send(topic, messages, partition=partition).result(TIMEOUT_S)]
+
+
+def wait_ready(admin: Admin, topic: str, timeout_s: float = 60):
+    """describe_topic once every partition actor answers (offsets are -1 while one is starting)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        desc = admin.describe_topic(topic)
+        if all(p.high_watermark >= 0 for p in desc.partitions) or time.monotonic() > deadline:
+            return desc
+        time.sleep(0.2)
 
 
 def read_partition(topic: str, partition: int, count: int, offset: int | None = None,
@@ -43,9 +55,11 @@ def read_partition(topic: str, partition: int, count: int, offset: int | None = 
 def test_create_list_describe_delete(rk, topic_name):
     admin = Admin()
     a, b = topic_name("a"), topic_name("b")
-    desc = admin.create_topic(a, partitions=3, config={"retention.ms": "60000"})
-    assert desc.name == a
-    assert [p.partition for p in desc.partitions] == [0, 1, 2]
+    created = admin.create_topic(a, partitions=3, config={"retention.ms": "60000"})
+    assert created.name == a
+    assert [p.partition for p in created.partitions] == [0, 1, 2]
+    desc = wait_ready(admin, a)
+    assert desc.config == created.config
     for p in desc.partitions:
         assert (p.log_start_offset, p.high_watermark) == (0, 0)
         assert p.leader_node_id is not None
@@ -125,14 +139,18 @@ def test_alter_config_seen_by_a_live_producer(rk, topic_name):
     admin = Admin()
     topic = topic_name()
     admin.create_topic(topic, config={"max.message.bytes": "100"})
-    with Producer() as producer:
-        assert produce(producer, topic, [b"a" * 100]) == [0]
-        admin.alter_topic_config(topic, {"max.message.bytes": "1000"})
-        assert produce(producer, topic, [b"b" * 500]) == [1]
-        admin.alter_topic_config(topic, {"max.message.bytes": "10"})
-        with pytest.raises(MessageTooLarge):
-            producer.send(topic, b"c" * 50).result(TIMEOUT_S)
-    assert admin.list_offsets(topic, 0, "latest") == 2
+    producer = Producer()
+    assert produce(producer, topic, [b"a" * 100]) == [0]
+    admin.alter_topic_config(topic, {"max.message.bytes": "1000"})
+    assert produce(producer, topic, [b"b" * 500]) == [1]
+    assert producer.send_batch(topic, pa.table({"value": [b"c" * 900]})).result(TIMEOUT_S)[0].offset == 2
+    admin.alter_topic_config(topic, {"max.message.bytes": "10"})
+    # the producer's cached limit is stale now; the partition actor enforces the new one
+    with pytest.raises(MessageTooLarge):
+        producer.send(topic, b"d" * 50).result(TIMEOUT_S)
+    with contextlib.suppress(MessageTooLarge):  # flush/close re-raise the error the future had
+        producer.close()
+    assert admin.list_offsets(topic, 0, "latest") == 3
 
 
 def test_list_offsets(rk, topic_name):
@@ -198,7 +216,8 @@ def test_recreated_topic_is_empty(rk, topic_name):
     with Producer() as producer:
         assert produce(producer, topic, [b"old-1", b"old-2"]) == [0, 1]
     admin.delete_topic(topic)
-    desc = admin.create_topic(topic, partitions=1)
+    admin.create_topic(topic, partitions=1)
+    desc = wait_ready(admin, topic)
     assert len(desc.partitions) == 1
     assert (desc.partitions[0].log_start_offset, desc.partitions[0].high_watermark) == (0, 0)
     assert desc.config["retention.ms"] == TOPIC_CONFIG_KEYS["retention.ms"].default  # old config gone

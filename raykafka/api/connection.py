@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import ray
 
-from raykafka.actors.naming import TOPIC_MANAGER_NAME
+from raykafka.actors.naming import TOPIC_MANAGER_NAME, group_actor_name
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,27 @@ def topic_manager(settings: Settings):
             scheduling_strategy=_head_node_strategy(),
         )
         .remote(settings.data_dir, settings.namespace)
+    )
+
+
+def group_coordinator(settings: Settings, group_id: str):
+    """The GroupCoordinator of ``group_id``, created (detached) on first use; safe when many race."""
+    from raykafka.actors.group_coordinator import GroupCoordinator
+
+    ensure_ray(settings)
+    return (
+        ray.remote(GroupCoordinator)
+        .options(
+            name=group_actor_name(group_id),
+            namespace=settings.namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_restarts=-1,
+            max_task_retries=0,
+            scheduling_strategy=_head_node_strategy(),
+        )
+        .remote(group_id, settings.data_dir, settings.namespace)
     )
 
 

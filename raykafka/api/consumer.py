@@ -21,11 +21,14 @@ from collections.abc import Iterable, Iterator
 import pyarrow as pa
 import ray
 
-from raykafka.api.connection import Settings, current_settings, topic_manager
+from raykafka.api.connection import Settings, current_settings, group_coordinator, topic_manager
 from raykafka.api.fetch import decode_fetch, empty_table
+from raykafka.api.group_member import GroupMember
 from raykafka.api.message import Message
 from raykafka.api.rpc import ACTOR_GONE, call, unwrap
-from raykafka.errors import ConsumerClosed, OffsetOutOfRange
+from raykafka.errors import ConsumerClosed, OffsetOutOfRange, StaleGeneration
+from raykafka.groups.assignors import STRATEGIES
+from raykafka.topic_config import validate_group_id, validate_topic_name
 from raykafka.types import TopicPartition
 
 #: Pause before re-fetching from a partition actor that was unreachable.
@@ -67,7 +70,8 @@ class _Fetcher:
 
 
 class Consumer:
-    """Reads messages from assigned partitions (consumer groups arrive with ``subscribe``).
+    """Reads messages: from partitions it is given by its group (``subscribe``,
+    ``create_message_streams``) or that it picks itself (``assign``).
 
     Defaults follow the Kafka clients (``auto_offset_reset="latest"``,
     ``fetch_max_wait_ms=500``, ...). Used by one thread at a time.
@@ -92,9 +96,16 @@ class Consumer:
         fetch_max_bytes: int = 8 << 20,
         request_timeout_ms: int = 30000,
         partition_assignment_strategy: str = "cooperative-sticky",
+        *,
+        settings: Settings | None = None,
     ):
-        if group_id is not None and (not isinstance(group_id, str) or not group_id):
-            raise ValueError("group_id must be a non-empty str or None")
+        """``settings``: the connection to use instead of the process's (MessageStream passes its own)."""
+        if group_id is not None:
+            validate_group_id(group_id)
+        if partition_assignment_strategy not in STRATEGIES:
+            raise ValueError(
+                f"partition_assignment_strategy must be one of {STRATEGIES}, got {partition_assignment_strategy!r}"
+            )
         if auto_offset_reset not in _RESETS:
             raise ValueError(f"auto_offset_reset must be one of {_RESETS}, got {auto_offset_reset!r}")
         for name, value, minimum in (
@@ -119,12 +130,17 @@ class Consumer:
         self.fetch_max_bytes = fetch_max_bytes
         self.request_timeout_ms = request_timeout_ms
         self.partition_assignment_strategy = partition_assignment_strategy
-        self._settings: Settings = current_settings()
+        self._settings: Settings = settings or current_settings()
         self._manager = topic_manager(self._settings)
         self._fetchers: dict[TopicPartition, _Fetcher] = {}
         self._order: list[TopicPartition] = []  # round-robin over partitions
         self._leaders: dict[str, list] = {}
         self._closed = False
+        self._member: GroupMember | None = None  # set by subscribe
+        self._coordinator = None
+        self._next_auto_commit = time.monotonic() + auto_commit_interval_ms / 1000
+        self._pending_commit = None  # ObjectRef of the last asynchronous auto-commit
+        self._streams: list = []
 
     # -- assignment and positions ------------------------------------------------
 
@@ -135,6 +151,8 @@ class Consumer:
         position comes from ``auto_offset_reset``.
         """
         self._check_open()
+        if self._member is not None:
+            raise ValueError("this consumer subscribed to topics; assign() and subscribe() do not mix")
         tps = list(partitions)
         for tp in tps:
             if not isinstance(tp, TopicPartition):
@@ -250,17 +268,22 @@ class Consumer:
     def _fill(self, timeout_s: float | None) -> bool:
         """Make sure something is buffered, waiting up to ``timeout_s``; returns whether it is."""
         self._check_open()
-        if not self._fetchers:
-            if timeout_s:
-                time.sleep(timeout_s)
-            return False
+        self._sync_group()
         self._issue_fetches()
         if self._has_buffered():
             return True
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             remaining = 1.0 if deadline is None else deadline - time.monotonic()
-            self._await_responses(min(remaining, 1.0))
+            step = min(remaining, 1.0)
+            if self._member is not None:
+                step = min(step, self.heartbeat_interval_ms / 1000, 0.05)  # apply new answers promptly
+            if self._fetchers:
+                self._await_responses(step)
+            elif step > 0:
+                time.sleep(step)
+            self._sync_group()
+            self._issue_fetches()
             if self._has_buffered():
                 return True
             if deadline is not None and time.monotonic() >= deadline:
@@ -303,6 +326,8 @@ class Consumer:
     def poll(self, timeout_s: float = 1.0) -> Message | None:
         """The next message, or None when none arrives within ``timeout_s``."""
         _check_timeout(timeout_s)
+        self._check_open()
+        self._sync_group()
         for fetcher in self._fetchers.values():
             if fetcher.chunks:
                 return self._take_one(fetcher)
@@ -349,24 +374,183 @@ class Consumer:
                 if fetcher.chunks and fetcher.chunks[0] is head:
                     fetcher.drop_head()
 
-    # -- groups (committed offsets) ----------------------------------------------
+    # -- groups ------------------------------------------------------------------
+
+    def subscribe(self, topics: Iterable[str]) -> None:
+        """Join the group for ``topics``: the group decides which partitions this consumer reads."""
+        self._check_open()
+        if self.group_id is None:
+            raise ValueError("subscribe needs a group_id; with group_id=None use assign()")
+        if isinstance(topics, str):
+            raise TypeError("subscribe takes a list of topic names, e.g. subscribe([\"topic1\"])")
+        names = [validate_topic_name(t) for t in topics]
+        if not names:
+            raise ValueError("subscribe needs at least one topic")
+        for name in names:
+            self._leader(TopicPartition(name, 0))  # UnknownTopic at the call
+        if self._member is not None:
+            self._member.close()
+        self._fetchers, self._order = {}, []
+        self._member = GroupMember(
+            self._settings,
+            self.group_id,
+            names,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            strategy=self.partition_assignment_strategy,
+            request_timeout_ms=self.request_timeout_ms,
+        )
+
+    def _group(self):
+        if self.group_id is None:
+            raise ValueError("this consumer has group_id=None: nothing is committed; give it a group_id")
+        if self._coordinator is None:
+            self._coordinator = (
+                self._member.coordinator if self._member else group_coordinator(self._settings, self.group_id)
+            )
+        return self._coordinator
+
+    def _sync_group(self) -> None:
+        """Apply the group's latest answer: commit and drop revoked partitions, start new ones."""
+        member = self._member
+        if member is None:
+            self._maybe_auto_commit()
+            return
+        if member.error is not None:
+            error, member.error = member.error, None
+            raise error
+        if member.fenced() and self._fetchers:
+            # Probably removed from the group: another member may read these now. Stop; no commit.
+            self._fetchers, self._order = {}, []
+            member.report([], None)
+        answer = member.take_answer()
+        if answer is not None:
+            wanted = set(answer["assigned"])
+            revoked = [tp for tp in self._fetchers if tp not in wanted]
+            if revoked and self.enable_auto_commit:
+                self._commit_quietly({tp: self._fetchers[tp].position for tp in revoked})
+            for tp in revoked:
+                del self._fetchers[tp]
+            committed = answer["committed"]
+            for tp in sorted(wanted - set(self._fetchers), key=lambda t: (t.topic, t.partition)):
+                self._fetchers[tp] = _Fetcher(tp, self._leader(tp), committed.get(tp))
+            self._order = [tp for tp in self._order if tp in self._fetchers] + [
+                tp for tp in self._fetchers if tp not in self._order
+            ]
+            member.report(list(self._fetchers), answer)
+        self._maybe_auto_commit()
+
+    def _maybe_auto_commit(self) -> None:
+        if not self.enable_auto_commit or self.group_id is None or time.monotonic() < self._next_auto_commit:
+            return
+        self._next_auto_commit = time.monotonic() + self.auto_commit_interval_ms / 1000
+        if self._pending_commit is not None:
+            ready, _ = ray.wait([self._pending_commit], timeout=0)
+            if not ready:
+                return  # the previous one is still on its way
+            try:
+                ray.get(self._pending_commit)
+            except Exception:  # refused (rebalanced) or unreachable: the next one carries newer offsets
+                pass
+        offsets = self._positions()
+        if offsets:
+            member_id = self._member.member_id if self._member else None
+            self._pending_commit = self._group().commit.remote(member_id, offsets)
+
+    def _positions(self) -> dict[TopicPartition, int]:
+        return {tp: f.position for tp, f in self._fetchers.items() if f.position is not None}
+
+    def _commit_quietly(self, offsets: dict) -> None:
+        offsets = {tp: o for tp, o in offsets.items() if o is not None}
+        if not offsets:
+            return
+        try:
+            self._commit(offsets)
+        except (StaleGeneration, *ACTOR_GONE) as exc:  # at-least-once: the next owner re-reads
+            import logging
+
+            logging.getLogger(__name__).info("commit on revoke refused: %s", exc)
+
+    def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        member_id = self._member.member_id if self._member else None
+        call(self._group().commit, member_id, offsets, timeout_s=self._timeout_s, what="commit")
 
     def commit(self, offsets=None) -> None:
-        raise NotImplementedError("committing offsets needs consumer groups, which are not built yet")
+        """Commit ``offsets`` (TopicPartitions with offsets, or ``{tp: offset}``); None commits the
+        current positions. The offset is the NEXT one to read, as in Kafka. Raises StaleGeneration
+        when the group moved a partition away from this consumer."""
+        self._check_open()
+        self._group()
+        if offsets is None:
+            chosen = self._positions()
+        elif isinstance(offsets, dict):
+            chosen = {TopicPartition(tp.topic, tp.partition): o for tp, o in offsets.items()}
+        else:
+            chosen = {}
+            for tp in offsets:
+                if not isinstance(tp, TopicPartition) or tp.offset is None:
+                    raise ValueError("commit takes TopicPartition(topic, partition, offset=N) items")
+                chosen[TopicPartition(tp.topic, tp.partition)] = tp.offset
+        for tp, offset in chosen.items():
+            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+                raise ValueError(f"commit offset for {tp.topic}-{tp.partition} must be an int >= 0")
+        if chosen:
+            self._commit(chosen)
 
-    def committed(self, partitions):
-        raise NotImplementedError("committed offsets need consumer groups, which are not built yet")
+    def committed(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """The group's committed offsets (None where nothing was committed)."""
+        self._check_open()
+        tps = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        return call(self._group().committed, tps, timeout_s=self._timeout_s, what="committed")
 
-    def subscribe(self, topics) -> None:
-        raise NotImplementedError("subscribe needs consumer groups, which are not built yet; use assign")
+    def create_message_streams(self, topic: str, n: int = 1, timeout_s: float | None = None) -> list:
+        """``n`` MessageStreams over ``topic``, each one member of this consumer's group (the seed's
+        call). Streams are picklable: hand them to Ray tasks or actors and iterate them there."""
+        from raykafka.api.stream import MessageStream
+
+        self._check_open()
+        if self.group_id is None:
+            raise ValueError("create_message_streams needs a group_id: each stream is a member of the group")
+        validate_topic_name(topic)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be an int >= 1, got {n!r}")
+        _check_timeout(timeout_s)
+        self._leader(TopicPartition(topic, 0))  # UnknownTopic at the call
+        streams = [MessageStream(self._settings, self._config(), [topic], timeout_s) for _ in range(n)]
+        self._streams.extend(streams)
+        return streams
+
+    def _config(self) -> dict:
+        return {
+            "group_id": self.group_id,
+            "auto_offset_reset": self.auto_offset_reset,
+            "enable_auto_commit": self.enable_auto_commit,
+            "auto_commit_interval_ms": self.auto_commit_interval_ms,
+            "session_timeout_ms": self.session_timeout_ms,
+            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "fetch_max_wait_ms": self.fetch_max_wait_ms,
+            "fetch_max_bytes": self.fetch_max_bytes,
+            "request_timeout_ms": self.request_timeout_ms,
+            "partition_assignment_strategy": self.partition_assignment_strategy,
+        }
 
     # -- lifecycle -----------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop fetching. Further calls raise ConsumerClosed."""
-        self._closed = True
-        self._fetchers = {}
-        self._order = []
+        """Commit (with auto-commit), leave the group, stop fetching; further calls raise ConsumerClosed."""
+        if self._closed:
+            return
+        try:
+            if self.enable_auto_commit and self.group_id is not None and self._fetchers:
+                self._commit_quietly(self._positions())
+        finally:
+            self._closed = True
+            if self._member is not None:
+                self._member.close()
+            for stream in self._streams:
+                stream.close()
+            self._fetchers = {}
+            self._order = []
 
     def __enter__(self) -> Consumer:
         return self

@@ -271,6 +271,7 @@ class Producer:
             and not self._closed
         ):
             if len(value) + (len(key) if key is not None else 0) > state.max_message_bytes:
+                state = self._refresh_if_too_large(state, len(value) + (len(key) if key is not None else 0))
                 self._check_size(state, value, key)
             stamp = time.time_ns() // 1_000_000
             with self._lock:
@@ -298,6 +299,7 @@ class Producer:
                 raise ValueError("send: the MessageSet is empty")
             state = self._topic(topic)
             self._check_partition(state, partition)
+            state = self._refresh_if_too_large(state, max(len(m.value) + len(m.key or b"") for m in messages))
             for m in messages:
                 self._check_size(state, m.value, m.key)
             stamp = now_ms()
@@ -318,6 +320,7 @@ class Producer:
         headers = check_headers(headers)
         state = self._topic(topic)
         self._check_partition(state, partition)
+        state = self._refresh_if_too_large(state, len(value) + (len(key) if key is not None else 0))
         self._check_size(state, value, key)
         with self._lock:
             result, index = self._append_locked(state, partition, value, key, timestamp_ms or now_ms(), headers)
@@ -332,6 +335,7 @@ class Producer:
         self._check_partition(state, partition)
         batch = normalize_table(table_or_batch)
         largest = largest_record_bytes(batch)
+        state = self._refresh_if_too_large(state, largest)
         if largest > state.max_message_bytes:
             raise MessageTooLarge(
                 f"a record of {largest} bytes exceeds max.message.bytes={state.max_message_bytes} of topic "
@@ -425,6 +429,14 @@ class Producer:
             raise TypeError(f"partition must be an int, got {type(partition).__name__}")
         if not 0 <= partition < len(state.leaders):
             raise ValueError(f"topic {state.name!r} has partitions 0..{len(state.leaders) - 1}; got {partition}")
+
+    def _refresh_if_too_large(self, state: _TopicState, size: int) -> _TopicState:
+        """Before rejecting ``size`` bytes, re-read the topic: the cached max.message.bytes may
+        predate an alter_topic_config that raised it."""
+        if size > state.max_message_bytes:
+            state.stale = True
+            state = self._topic(state.name)
+        return state
 
     @staticmethod
     def _check_size(state: _TopicState, value: bytes, key: bytes | None) -> None:

@@ -279,7 +279,9 @@ class Segment:
 
     def truncate(self, position: int) -> None:
         """Cut the file to ``position`` bytes (a batch boundary) and fsync it."""
-        if self._release_maps():
+        if position == self.size_bytes:
+            pass  # nothing to cut (the segment just becomes active again)
+        elif self._release_maps():
             os.ftruncate(self.fd, position)
         else:
             self._replace_with_prefix(position)

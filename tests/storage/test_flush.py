@@ -82,3 +82,38 @@ def test_group_commit_many_threads_share_fsyncs(tmp_path):
     assert all(s.synced_bytes == s.size_bytes for s in log._segments)
     assert [f[2] for f in read_all(log)] == [payload_of(1024, i) for i in range(n_appends)]
     log.close()
+
+
+def test_sync_through_while_rolling_retention_and_truncation(tmp_path):
+    log = PartitionLog(
+        tmp_path / "p", LogConfig(segment_bytes=4096, retention_ms=-1, retention_bytes=32 * 1024)
+    )
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def flusher() -> None:
+        try:
+            while not stop.is_set():
+                log.sync_through(log.log_end_offset)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=flusher) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(600):
+        log.append(payload_of(512, i), record_count=1, first_timestamp_ms=0, max_timestamp_ms=0)
+        if i % 50 == 49:
+            log.apply_retention()
+        if i % 97 == 96:
+            log.truncate_to(log.log_end_offset - 3)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    log.flush()
+    assert log.flushed_offset == log.log_end_offset
+    assert all(s.synced_bytes == s.size_bytes for s in log._segments)
+    expected = read_all(log)
+    log.close()
+    assert read_all(PartitionLog(tmp_path / "p", LogConfig(segment_bytes=4096))) == expected

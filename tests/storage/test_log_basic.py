@@ -212,3 +212,24 @@ def test_destroy_removes_directory(tmp_path):
     log.append(payload_of(8, 0), record_count=1, first_timestamp_ms=0, max_timestamp_ms=0)
     log.destroy()
     assert not (tmp_path / "p").exists()
+
+
+def test_storage_never_imports_ray():
+    import ast
+
+    import raykafka.storage
+
+    package_dir = os.path.dirname(raykafka.storage.__file__)
+    for name in os.listdir(package_dir):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(package_dir, name)) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules = [node.module or ""]
+            else:
+                continue
+            assert not any(m == "ray" or m.startswith("ray.") for m in modules), (name, modules)

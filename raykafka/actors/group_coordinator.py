@@ -1,0 +1,211 @@
+"""GroupCoordinator: one named actor per consumer group, a thin shell over GroupState and OffsetsStore.
+
+It decides who reads what (``raykafka.groups.membership``) and remembers how
+far the group got (``raykafka.groups.offsets_store``, fsynced before a commit
+is acknowledged). It is never on the data path: members fetch from partition
+actors directly.
+
+Background work: members silent past their session timeout are removed, and
+partition counts of subscribed topics are re-read so new partitions get
+assigned. After a restart the members are unknown; their next heartbeat is
+answered "unknown member" and they rejoin, claiming what they still read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import ray
+
+from raykafka.actors.naming import TOPIC_MANAGER_NAME
+from raykafka.actors.partition import resolve_data_dir
+from raykafka.errors import GroupNotEmpty, UnknownTopic
+from raykafka.groups.membership import GroupState, UnknownMember
+from raykafka.groups.offsets_store import OffsetsStore
+from raykafka.types import GroupDescription, MemberDescription, TopicPartition
+
+logger = logging.getLogger(__name__)
+
+#: How often silent members are looked for.
+EXPIRY_CHECK_INTERVAL_MS = 100
+#: How often partition counts of subscribed topics are re-read.
+METADATA_REFRESH_INTERVAL_MS = 2_000
+#: How long describe waits for one partition actor's offsets.
+OFFSETS_TIMEOUT_S = 5.0
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def group_directory(data_dir: str | None, group_id: str):
+    root = (resolve_data_dir(data_dir) / "groups").resolve()
+    path = (root / group_id).resolve()
+    if path.parent != root:
+        raise ValueError(f"group directory {path} would lie outside {root}")
+    return path
+
+
+class GroupCoordinator:
+    def __init__(self, group_id: str, data_dir: str | None, namespace: str):
+        self.group_id = group_id
+        self.namespace = namespace
+        self.state = GroupState(group_id)
+        self.store = OffsetsStore(group_directory(data_dir, group_id))
+        self.lock = asyncio.Lock()
+        self._background: asyncio.Task | None = None
+        self._leaders: dict[str, list] = {}
+
+    def _start_background(self) -> None:
+        if self._background is None:
+            self._background = asyncio.get_running_loop().create_task(self._maintain())
+
+    async def _topic_metadata(self, topic: str) -> dict | None:
+        manager = ray.get_actor(TOPIC_MANAGER_NAME, namespace=self.namespace)
+        try:
+            return await manager.topic_metadata.remote(topic)
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, UnknownTopic):
+                return None
+            raise
+
+    async def _refresh_partition_counts(self) -> None:
+        counts = {}
+        for topic in sorted(self.state.subscribed_topics()):
+            meta = await self._topic_metadata(topic)
+            if meta is not None:
+                counts[topic] = len(meta["leaders"])
+                self._leaders[topic] = meta["leaders"]
+        self.state.set_partition_counts(counts)
+
+    async def _maintain(self) -> None:
+        last_refresh = 0
+        while True:
+            await asyncio.sleep(EXPIRY_CHECK_INTERVAL_MS / 1000)
+            try:
+                async with self.lock:
+                    gone = self.state.expire(now_ms())
+                    if gone:
+                        logger.info("group %s: session timeout removed %s", self.group_id, gone)
+                    if now_ms() - last_refresh >= METADATA_REFRESH_INTERVAL_MS and self.state.members:
+                        await self._refresh_partition_counts()
+                        last_refresh = now_ms()
+            except Exception:
+                logger.exception("group %s: maintenance failed", self.group_id)
+
+    @staticmethod
+    def _answer(answer, member_id: str, committed: dict) -> dict:
+        return {
+            "member_id": member_id,
+            "seq": answer.seq,
+            "generation": answer.generation,
+            "epoch": answer.epoch,
+            "assigned": sorted(answer.assigned, key=lambda tp: (tp.topic, tp.partition)),
+            "pending": answer.pending,
+            "committed": {tp: committed[tp] for tp in answer.assigned if tp in committed},
+        }
+
+    # -- membership ------------------------------------------------------------
+
+    async def join(
+        self,
+        member_id: str,
+        topics: list[str],
+        node_id: str | None,
+        owned: list[TopicPartition],
+        session_timeout_ms: int,
+        strategy: str,
+    ) -> dict:
+        self._start_background()
+        async with self.lock:
+            known = self.state.subscribed_topics()
+            for topic in topics:
+                if topic not in known and topic not in self.state.partition_counts:
+                    meta = await self._topic_metadata(topic)
+                    if meta is None:
+                        raise UnknownTopic(f"topic {topic!r} does not exist; create it before subscribing")
+                    self.state.partition_counts[topic] = len(meta["leaders"])
+            answer = self.state.join(member_id, topics, node_id, owned, session_timeout_ms, strategy, now_ms())
+            logger.info("group %s: %s joined (generation %d)", self.group_id, member_id, self.state.generation)
+            return self._answer(answer, member_id, self.store.committed)
+
+    async def heartbeat(self, member_id: str, owned: list[TopicPartition], applied_seq: int) -> dict | None:
+        """The member's next answer, or None when it is unknown (it must rejoin)."""
+        self._start_background()
+        async with self.lock:
+            try:
+                answer = self.state.heartbeat(member_id, owned, applied_seq, now_ms())
+            except UnknownMember:
+                return None
+            return self._answer(answer, member_id, self.store.committed)
+
+    async def leave(self, member_id: str) -> None:
+        async with self.lock:
+            if self.state.leave(member_id):
+                logger.info("group %s: %s left (generation %d)", self.group_id, member_id, self.state.generation)
+
+    # -- offsets ---------------------------------------------------------------
+
+    async def commit(self, member_id: str | None, offsets: dict[TopicPartition, int]) -> None:
+        """Persist ``offsets`` (fsynced) if ``member_id`` may commit them; else StaleGeneration."""
+        self._start_background()
+        async with self.lock:
+            self.state.check_commit(member_id, offsets)
+            await asyncio.get_running_loop().run_in_executor(None, self.store.commit, offsets)
+
+    async def committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        return {TopicPartition(tp.topic, tp.partition): self.store.committed.get(tp) for tp in tps}
+
+    # -- admin -----------------------------------------------------------------
+
+    async def describe(self) -> GroupDescription:
+        async with self.lock:
+            members = [
+                MemberDescription(
+                    member_id=m.member_id,
+                    node_id=m.node_id,
+                    assignment=sorted(m.reading(), key=lambda tp: (tp.topic, tp.partition)),
+                )
+                for m in sorted(self.state.members.values(), key=lambda m: m.member_id)
+            ]
+            committed = dict(self.store.committed)
+            state, generation = self.state.state(), self.state.generation
+        lag = {}
+        for topic in sorted({tp.topic for tp in committed}):
+            meta = await self._topic_metadata(topic)
+            if meta is None:
+                continue
+            leaders = meta["leaders"]
+            tps = [tp for tp in committed if tp.topic == topic and tp.partition < len(leaders)]
+            ends = await asyncio.gather(
+                *(asyncio.wait_for(leaders[tp.partition].offsets.remote(), OFFSETS_TIMEOUT_S) for tp in tps),
+                return_exceptions=True,
+            )
+            for tp, found in zip(tps, ends, strict=True):
+                if not isinstance(found, BaseException):
+                    lag[tp] = max(0, found[1] - committed[tp])
+        return GroupDescription(
+            group_id=self.group_id,
+            state=state,
+            generation=generation,
+            members=members,
+            committed=committed,
+            lag=lag,
+        )
+
+    async def member_count(self) -> int:
+        return len(self.state.members)
+
+    async def destroy(self) -> None:
+        """Delete the group's stored offsets (delete_group); refuses while members remain."""
+        async with self.lock:
+            if self.state.members:
+                raise GroupNotEmpty(
+                    f"group {self.group_id!r} has {len(self.state.members)} member(s); close its consumers "
+                    f"(or wait for their session timeout) before deleting it"
+                )
+            if self._background is not None:
+                self._background.cancel()
+            self.store.destroy()

@@ -1,0 +1,146 @@
+"""GroupMember: a consumer's membership in a group -- joining, heartbeats, answers, leaving.
+
+A background thread joins the group and heartbeats every
+``heartbeat_interval_ms`` (every ``RECONCILE_HEARTBEAT_MS`` while part of the
+member's target is still held by another member, so hand-overs are quick). It
+never touches the consumer's fetchers: it leaves the latest answer for the
+consumer's thread, which applies it at its next poll (commit and stop the
+partitions not in it, start the new ones) and reports back what it reads.
+
+Self-fencing: a member that has not heard from its coordinator for its session
+timeout has probably been removed and its partitions handed on, so the consumer
+stops reading everything until it has rejoined.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+import ray
+
+from raykafka.api.connection import Settings, group_coordinator
+from raykafka.api.rpc import ACTOR_GONE, unwrap
+from raykafka.types import TopicPartition
+
+logger = logging.getLogger(__name__)
+
+#: Heartbeat period while a hand-over is under way.
+RECONCILE_HEARTBEAT_MS = 50
+
+
+class GroupMember:
+    def __init__(
+        self,
+        settings: Settings,
+        group_id: str,
+        topics: list[str],
+        *,
+        session_timeout_ms: int,
+        heartbeat_interval_ms: int,
+        strategy: str,
+        request_timeout_ms: int,
+    ):
+        self.group_id = group_id
+        self.topics = list(topics)
+        self.member_id = f"{group_id}-{uuid.uuid4().hex[:12]}"
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.strategy = strategy
+        self.request_timeout_ms = request_timeout_ms
+        self.coordinator = group_coordinator(settings, group_id)
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._latest: dict | None = None  # newest answer not yet applied
+        self._owned: list[TopicPartition] = []
+        self._applied_seq = 0
+        self._applied_incarnation = 0
+        self._incarnation = 0  # bumped at every (re)join: answer numbers restart with it
+        self._joined = False
+        self._last_ok = time.monotonic()
+        self.error: BaseException | None = None  # a fatal answer (e.g. UnknownTopic), raised by poll
+        self._thread = threading.Thread(target=self._run, name=f"raykafka-heartbeat-{group_id}", daemon=True)
+        self._thread.start()
+
+    # -- the consumer's side -----------------------------------------------------
+
+    def take_answer(self) -> dict | None:
+        with self._lock:
+            answer, self._latest = self._latest, None
+            return answer
+
+    def report(self, owned: list[TopicPartition], answer: dict | None) -> None:
+        """What the consumer reads now, after applying ``answer`` (None: nothing applied); heartbeats at once."""
+        with self._lock:
+            self._owned = list(owned)
+            if answer is not None:
+                self._applied_seq = answer["seq"]
+                self._applied_incarnation = answer["incarnation"]
+        self._wake.set()
+
+    def fenced(self) -> bool:
+        return time.monotonic() - self._last_ok > self.session_timeout_ms / 1000
+
+    def close(self) -> None:
+        """Stop heartbeating and leave the group (its partitions move at once)."""
+        self._stopped.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+        try:
+            ray.get(self.coordinator.leave.remote(self.member_id), timeout=self.request_timeout_ms / 1000)
+        except Exception as exc:  # the session timeout removes us anyway
+            logger.info("group %s: leave failed (%s); the session timeout will remove %s",
+                        self.group_id, exc, self.member_id)
+
+    # -- the heartbeat thread ----------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            answer = None
+            try:
+                answer = self._exchange()
+            except ACTOR_GONE + (ray.exceptions.GetTimeoutError,) as exc:
+                logger.info("group %s: coordinator unreachable (%s); retrying", self.group_id, type(exc).__name__)
+            except ray.exceptions.RayTaskError as exc:
+                self.error = unwrap(exc)
+                return
+            except Exception as exc:  # keep the thread alive; report it once
+                logger.exception("group %s: heartbeat failed", self.group_id)
+                self.error = exc
+                return
+            pending = answer is not None and answer["pending"] > 0
+            interval_ms = RECONCILE_HEARTBEAT_MS if pending or not self._joined else self.heartbeat_interval_ms
+            self._wake.wait(interval_ms / 1000)
+            self._wake.clear()
+
+    def _exchange(self) -> dict | None:
+        timeout_s = min(self.request_timeout_ms, self.session_timeout_ms) / 1000
+        with self._lock:
+            owned = list(self._owned)
+            applied = self._applied_seq if self._applied_incarnation == self._incarnation else 0
+        if not self._joined:
+            with self._lock:
+                self._incarnation += 1
+                self._latest = None
+            answer = ray.get(
+                self.coordinator.join.remote(
+                    self.member_id, self.topics, self.node_id, owned, self.session_timeout_ms, self.strategy
+                ),
+                timeout=timeout_s,
+            )
+            self._joined = True
+        else:
+            answer = ray.get(self.coordinator.heartbeat.remote(self.member_id, owned, applied), timeout=timeout_s)
+            if answer is None:  # the coordinator restarted or removed us: rejoin now
+                self._joined = False
+                self._wake.set()
+                return None
+        with self._lock:
+            answer["incarnation"] = self._incarnation
+            self._latest = answer
+            self._last_ok = time.monotonic()
+        return answer
