@@ -45,6 +45,8 @@ _EXPORTS = {
     "RecordMetadata": "raykafka.types",
     "TopicDescription": "raykafka.types",
     "TopicPartition": "raykafka.types",
+    "consume_in_ray": "raykafka.api.ray_helpers",
+    "ConsumeJob": "raykafka.api.ray_helpers",
     "errors": None,
 }
 
@@ -80,6 +82,8 @@ __all__ = [
     "SendFuture",
     "TopicDescription",
     "TopicPartition",
+    "ConsumeJob",
     "connect",
+    "consume_in_ray",
     "errors",
 ]

@@ -4,7 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
-"$PYTHON" -m pip install --quiet --disable-pip-version-check -e ".[dev]" || exit 1
+PIP_BREAK_SYSTEM_PACKAGES=1 "$PYTHON" -m pip install --quiet --disable-pip-version-check -e ".[dev]" || exit 1
 "$PYTHON" -m ruff check raykafka tests benchmarks || exit 1
 "$PYTHON" -m pytest -q "$@"
 status=$?

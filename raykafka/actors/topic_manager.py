@@ -24,7 +24,7 @@ from collections import Counter
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from raykafka.actors.naming import partition_actor_name
+from raykafka.actors.naming import group_actor_name, partition_actor_name
 from raykafka.actors.partition import PartitionActor, resolve_data_dir
 from raykafka.errors import InvalidConfig, TopicAlreadyExists, UnknownTopic
 from raykafka.storage.snapshot import read_json, write_json_atomic
@@ -255,5 +255,18 @@ class TopicManager:
             )
         return TopicDescription(name=name, partitions=descriptions, config=effective_config(topic["config"]))
 
+    async def list_groups(self) -> list[str]:
+        """Groups with stored offsets (on this head node's disk) or a live coordinator."""
+        groups_dir = resolve_data_dir(self.data_dir) / "groups"
+        names = {p.name for p in groups_dir.iterdir() if p.is_dir()} if groups_dir.is_dir() else set()
+        prefix = group_actor_name("")
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            if entry["namespace"] == self.namespace and entry["name"].startswith(prefix):
+                names.add(entry["name"][len(prefix) :])
+        return sorted(names)
+
     async def ping(self) -> dict:
-        return {"data_dir": self.data_dir, "topics": len(self.topics)}
+        """Liveness and identity: data_dir, topic count, and this process's pid (for operators and tests)."""
+        import os
+
+        return {"data_dir": self.data_dir, "topics": len(self.topics), "pid": os.getpid()}

@@ -1,4 +1,4 @@
-"""Admin: topics and offsets (groups arrive with consumer groups). A thin client of the actors.
+"""Admin: topics, offsets and consumer groups. A thin client of the actors.
 
 Arguments are checked here, before anything reaches an actor, so bad input
 fails at the call with TypeError/ValueError or a typed raykafka error.
@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from raykafka.api.connection import Settings, current_settings, topic_manager
+import ray
+
+from raykafka.api.connection import Settings, current_settings, group_coordinator, topic_manager
 from raykafka.api.rpc import call
-from raykafka.topic_config import validate_topic_config, validate_topic_name
-from raykafka.types import TopicDescription
+from raykafka.errors import UnknownGroup
+from raykafka.topic_config import validate_group_id, validate_topic_config, validate_topic_name
+from raykafka.types import GroupDescription, TopicDescription
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -23,7 +26,7 @@ def _check_int(name: str, value: object, minimum: int) -> int:
 
 
 class Admin:
-    """Create, describe, alter and delete topics; query and trim offsets.
+    """Create, describe, alter and delete topics; query and trim offsets; inspect and delete groups.
 
     Example::
 
@@ -124,3 +127,27 @@ class Admin:
                     what="delete_records")
             for p, a in actors.items()
         }
+
+    # -- groups ------------------------------------------------------------------
+
+    def list_groups(self) -> list[str]:
+        """Groups that have committed offsets or live members."""
+        return self._call("list_groups")
+
+    def _coordinator(self, group_id: str):
+        validate_group_id(group_id)
+        if group_id not in self.list_groups():
+            raise UnknownGroup(f"group {group_id!r} does not exist (no members, no committed offsets)")
+        return group_coordinator(self._settings, group_id)
+
+    def describe_group(self, group_id: str) -> GroupDescription:
+        """State, generation, members with their partitions, committed offsets, and lag
+        (log end offset minus committed offset) per partition."""
+        coordinator = self._coordinator(group_id)
+        return call(coordinator.describe, timeout_s=self.request_timeout_ms / 1000, what="describe_group")
+
+    def delete_group(self, group_id: str) -> None:
+        """Delete a group's committed offsets; raises GroupNotEmpty while it has members."""
+        coordinator = self._coordinator(group_id)
+        call(coordinator.destroy, timeout_s=self.request_timeout_ms / 1000, idempotent=False, what="delete_group")
+        ray.kill(coordinator, no_restart=True)

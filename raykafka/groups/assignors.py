@@ -83,13 +83,15 @@ def moved(
 # --- input hygiene -------------------------------------------------------------------------
 
 
-def _effective_subscriptions(subscriptions: Mapping[str, Collection[str]], counts: Mapping[str, int]) -> _Subs:
+def _effective_subscriptions(
+    subscriptions: Mapping[str, Collection[str]], counts: Mapping[str, int]
+) -> _Subs:
     """Member -> the subscribed topics that exist and have partitions."""
     subs: _Subs = {}
     for member, topics in subscriptions.items():
         # A bare str is a Collection[str] of characters: almost surely a caller bug.
         if isinstance(topics, str):
-            raise TypeError(f"subscription of member {member!r} must be a collection of topic names, not a str")
+            raise TypeError(f"subscription of member {member!r} must be a collection of topics, not a str")
         subs[member] = frozenset(t for t in topics if _count(counts, t) > 0)
     return subs
 
@@ -272,8 +274,9 @@ def _balancing_move(
         best: tuple[int, str, str] | None = None
         for t in sorted(held[donor]):
             for receiver in subscribers[t]:
-                if load[receiver] < load[donor] - 1 and (best is None or (load[receiver], receiver) < best[:2]):
-                    best = (load[receiver], receiver, t)
+                candidate = (load[receiver], receiver, t)
+                if load[receiver] < load[donor] - 1 and (best is None or candidate < best):
+                    best = candidate
         if best is not None:
             return donor, best[1], best[2]
     return None

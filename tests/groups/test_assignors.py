@@ -32,7 +32,9 @@ def as_lists(assignment: Assignment) -> dict[str, list[tuple[str, int]]]:
     return {m: sorted((p.topic, p.partition) for p in tps) for m, tps in assignment.items()}
 
 
-def all_partitions(subscriptions: Mapping[str, Collection[str]], counts: Mapping[str, int]) -> set[TopicPartition]:
+def all_partitions(
+    subscriptions: Mapping[str, Collection[str]], counts: Mapping[str, int]
+) -> set[TopicPartition]:
     topics = {t for ts in subscriptions.values() for t in ts if t in counts}
     return {tp(t, p) for t in topics for p in range(counts[t])}
 
@@ -160,7 +162,9 @@ def test_sticky_garbage_current_is_ignored_and_duplicates_go_to_the_lowest_id():
         "gone-member": [tp("t", 2)],
     }
     result = assign(STICKY, subs, {"t": 3, "u": 1}, current=current)
-    assert as_lists(result) == {"a": [("t", 1)], "b": [("t", 0)], "c": [("t", 2), ("u", 0)]}
+    # Kept: a's t1 (lowest id wins the duplicate), b's t0. Free: u0 (only c can take it,
+    # so it goes first), then t2 to the least loaded of a, b, c -- a tie broken by id.
+    assert as_lists(result) == {"a": [("t", 1), ("t", 2)], "b": [("t", 0)], "c": [("u", 0)]}
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
