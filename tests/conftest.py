@@ -56,3 +56,14 @@ def topic_name():
 
 def pytest_configure(config):
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory):
+    """A real `ray start --head` cluster (token auth on) that subprocesses join; see tests/ray_head.py."""
+    from tests.ray_head import start_ray_head
+
+    tmp = tmp_path_factory.mktemp("ray-head")
+    head = start_ray_head(tmp, data_dir=tmp / "data")
+    yield head
+    head.stop()

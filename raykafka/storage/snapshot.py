@@ -1,7 +1,7 @@
 """Atomic JSON snapshot files: small state (topic metadata) that must never be half-written.
 
-Write to a temporary file, fsync it, rename it over the old one, fsync the
-directory: a reader sees the old snapshot or the new one, never a mix.
+Built on ``checkpoint.atomic_write``: a reader sees the old snapshot or the new
+one, never a mix, and the new one is durable when ``write_json_atomic`` returns.
 """
 
 from __future__ import annotations
@@ -11,22 +11,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import atomic_write
+
 
 def write_json_atomic(path: str | os.PathLike, state: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    data = json.dumps(state, sort_keys=True, indent=1).encode()
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(str(path), json.dumps(state, sort_keys=True, indent=1).encode())
 
 
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:

@@ -1,0 +1,89 @@
+"""ReplicaTracker: a leader's view of its followers -- their log ends, the in-sync set, the high watermark.
+
+Kafka's rules, in one place:
+
+* A follower is *in sync* while it has caught up with the leader's log end
+  within the last ``lag_time_max_ms`` (its ``last_caught_up_ms``). One that
+  falls behind longer, or whose replication call fails, leaves the ISR.
+* A follower rejoins the ISR once its log end reaches the high watermark.
+* The high watermark is the smallest log end among the ISR (the leader
+  included): every record below it is on every in-sync replica, so only those
+  are visible to consumers and acknowledged to ``acks="all"``. It never moves
+  backwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class ReplicaTracker:
+    def __init__(
+        self,
+        leader_id: str,
+        follower_ids: Iterable[str],
+        in_sync: Iterable[str],
+        *,
+        leader_end: int,
+        high_watermark: int,
+        lag_time_max_ms: int,
+        now_ms: int,
+    ):
+        self.leader_id = leader_id
+        self.lag_time_max_ms = lag_time_max_ms
+        self.follower_end: dict[str, int] = {f: -1 for f in follower_ids}  # -1: not heard from yet
+        self.last_caught_up_ms: dict[str, int] = {f: now_ms for f in self.follower_end}
+        self.isr: set[str] = {leader_id} | (set(in_sync) & set(self.follower_end))
+        self.leader_end = leader_end
+        self.high_watermark = high_watermark
+
+    def on_append(self, leader_end: int) -> bool:
+        """The leader's log grew; returns whether the high watermark moved."""
+        self.leader_end = leader_end
+        return self._advance()
+
+    def on_follower_ack(self, follower: str, follower_end: int, leader_end_when_sent: int, now_ms: int) -> bool:
+        """A follower holds everything below ``follower_end``. Returns whether the ISR changed."""
+        if follower not in self.follower_end:
+            return False
+        self.follower_end[follower] = follower_end
+        if follower_end >= leader_end_when_sent:
+            self.last_caught_up_ms[follower] = now_ms
+        joined = follower not in self.isr and follower_end >= self.high_watermark
+        if joined:
+            self.isr.add(follower)
+        self._advance()
+        return joined
+
+    def on_follower_failed(self, follower: str) -> bool:
+        """A replication call failed (process or node gone): out of the ISR at once."""
+        if follower in self.isr:
+            self.isr.discard(follower)
+            self._advance()
+            return True
+        return False
+
+    def expire_laggards(self, now_ms: int) -> bool:
+        """Drop followers that have not caught up for lag_time_max_ms; returns whether the ISR changed."""
+        lagging = [
+            f for f in self.isr
+            if f != self.leader_id
+            and self.follower_end[f] < self.leader_end
+            and now_ms - self.last_caught_up_ms[f] > self.lag_time_max_ms
+        ]
+        for follower in lagging:
+            self.isr.discard(follower)
+        if lagging:
+            self._advance()
+        return bool(lagging)
+
+    def _advance(self) -> bool:
+        ends = [self.leader_end] + [self.follower_end[f] for f in self.isr if f != self.leader_id]
+        candidate = min(ends)
+        if candidate > self.high_watermark:
+            self.high_watermark = candidate
+            return True
+        return False
+
+    def in_sync_count(self) -> int:
+        return len(self.isr)
