@@ -77,6 +77,15 @@ class ConsumerClosed(RayKafkaError):
     pass
 
 
+class NotLeader(RayKafkaError):
+    """The replica asked is not (or no longer) its partition's leader. Clients refresh
+    metadata and retry by themselves; users see it only if that keeps failing."""
+
+
+class FencedLeader(RayKafkaError):
+    """A replica refused a request from a leader of an older epoch (a deposed leader)."""
+
+
 class CorruptRecord(RayKafkaError):
     """Stored data failed its CRC; it was not returned. Operators: see docs/FORMAT.md."""
 
@@ -84,10 +93,12 @@ class CorruptRecord(RayKafkaError):
 __all__ = [
     "ConsumerClosed",
     "CorruptRecord",
+    "FencedLeader",
     "GroupNotEmpty",
     "InvalidConfig",
     "InvalidTopicName",
     "MessageTooLarge",
+    "NotLeader",
     "NotEnoughReplicas",
     "OffsetOutOfRange",
     "ProducerClosed",

@@ -47,11 +47,17 @@ class RecordMetadata:
 
 @dataclass(frozen=True)
 class PartitionDescription:
+    """One partition's placement and range. ``log_start_offset``/``high_watermark`` are -1
+    and ``offline`` is True when no replica could answer."""
+
     partition: int
     leader_node_id: str | None
     replica_node_ids: list[str]
     log_start_offset: int
     high_watermark: int
+    isr_node_ids: list[str] = field(default_factory=list)
+    leader_epoch: int = 0
+    offline: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 import ray
@@ -52,7 +53,8 @@ class GroupCoordinator:
     def __init__(self, group_id: str, data_dir: str | None, namespace: str):
         self.group_id = group_id
         self.namespace = namespace
-        self.state = GroupState(group_id)
+        # Answer numbers keep growing across restarts of this actor (see GroupState).
+        self.state = GroupState(group_id, first_seq=time.time_ns() // 1_000)
         self.store = OffsetsStore(group_directory(data_dir, group_id))
         self.lock = asyncio.Lock()
         self._background: asyncio.Task | None = None
@@ -194,6 +196,10 @@ class GroupCoordinator:
             committed=committed,
             lag=lag,
         )
+
+    async def pid(self) -> int:
+        """This actor's process id (for operators, and for tests that kill it)."""
+        return os.getpid()
 
     async def member_count(self) -> int:
         return len(self.state.members)

@@ -5,8 +5,9 @@ from __future__ import annotations
 TOPIC_MANAGER_NAME = "raykafka.topic_manager"
 
 
-def partition_actor_name(topic: str, partition: int, replica_id: str) -> str:
-    return f"raykafka.partition.{topic}.{partition}.{replica_id}"
+def partition_actor_name(topic: str, partition: int, replica_id: str, generation: int = 0) -> str:
+    """``generation`` counts re-placements of the replica on another node (same disk, new actor)."""
+    return f"raykafka.partition.{topic}.{partition}.{replica_id}.{generation}"
 
 
 def group_actor_name(group_id: str) -> str:

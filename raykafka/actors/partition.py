@@ -1,50 +1,70 @@
 """PartitionActor: one replica of one topic partition, a thin async shell over a PartitionLog.
 
 It owns the replica directory on its node's disk and is the only writer of it.
-What it adds to the storage engine:
+A replica is the partition's *leader* or a *follower*, as the TopicManager
+says (``become_leader`` / ``become_follower``, with a leader epoch); after a
+(re)start it is neither until the manager has told it (it asks at once).
 
-* offsets are assigned here, in the order each producer sent its batches: Ray
-  may start an async actor's calls out of submission order (measured: most of
-  2,000 pipelined calls with large arguments), so every append carries a
-  per-producer sequence number and waits for its predecessor (see
-  ``_SequenceGate``); a retried batch that was already appended is answered
-  from a small cache instead of being appended twice;
-* long-poll fetches: a fetch at the log end waits on an event that every append
-  sets, until data arrives or ``max_wait_ms`` passes;
-* record validation at the boundary (schema, ``max.message.bytes``) before a byte
-  is written, and LogAppendTime stamping;
-* background retention and time-based flushing; fsyncs run in a thread so the
-  event loop keeps serving.
+Leader: offsets are assigned here, in each producer's send order
+(``raykafka.actors.sequencing``); appends are validated at the boundary
+(schema, ``max.message.bytes``) before a byte is written; followers are fed by
+``raykafka.actors.replication``. Consumers see only records below the high
+watermark (held by every in-sync replica); a fetch there waits on an event
+until it moves or ``max_wait_ms`` passes (long poll). ``acks="all"`` waits for
+the high watermark; ``NotEnoughReplicas`` when fewer than
+``min.insync.replicas`` are in sync.
 
-A restart (``max_restarts=-1``) loses all memory; the constructor rebuilds
-everything from disk.
+Follower: appends the leader's frames verbatim after checking the leader's
+epoch (an older epoch is a deposed leader: ``FencedLeader``). When it becomes a
+follower it first truncates whatever it holds beyond the end of its last
+epoch in the new leader's log (KIP-101), so a deposed leader drops exactly the
+records that were never replicated.
+
+Retention and time-based flushing run in the background; fsyncs run in a
+thread so the event loop keeps serving. A restart loses all memory; the
+constructor rebuilds everything from disk.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import os
 import time
 from pathlib import Path
 
 import pyarrow.compute as pc
+import ray
 
-from raykafka.errors import CorruptRecord, MessageTooLarge, OffsetOutOfRange
-from raykafka.storage import CorruptBatch, LogOffsetOutOfRange, PartitionLog
+from raykafka.actors.naming import TOPIC_MANAGER_NAME
+from raykafka.actors.replication import LeaderReplication
+from raykafka.actors.sequencing import Sequencer
+from raykafka.errors import (
+    CorruptRecord,
+    FencedLeader,
+    MessageTooLarge,
+    NotEnoughReplicas,
+    NotLeader,
+    OffsetOutOfRange,
+    RequestTimedOut,
+)
+from raykafka.storage import CorruptBatch, LogOffsetOutOfRange, PartitionLog, iter_frames
+from raykafka.storage.checkpoint import write_log_start_offset
 from raykafka.storage.framing import ATTR_LOG_APPEND_TIME
+from raykafka.storage.leader_epochs import LeaderEpochCache
 from raykafka.storage.records import InvalidRecordBatch, decode_record_batch, largest_record_bytes
 from raykafka.topic_config import config_value, to_log_config
 
 logger = logging.getLogger(__name__)
 
-#: How long an append waits for a predecessor sequence number before it gives up on it.
-SEQUENCE_GAP_TIMEOUT_MS = 10_000
-#: Appends remembered per producer, so a retry is answered instead of appended again.
-RECENT_APPENDS_PER_PRODUCER = 16
 #: How often retention and flush.ms are checked.
 DEFAULT_MAINTENANCE_INTERVAL_MS = 1_000
+#: Kafka's replica.lag.time.max.ms is 30 s; a short one lets acks="all" go on soon after a follower dies.
+DEFAULT_REPLICA_LAG_TIME_MAX_MS = 3_000
+#: A replicate call that takes longer counts as a failed follower.
+DEFAULT_REPLICATE_TIMEOUT_MS = 2_000
+#: How long a (re)started replica waits between attempts to learn its role.
+REGISTER_RETRY_MS = 200
 
 
 def now_ms() -> int:
@@ -66,24 +86,8 @@ def replica_directory(data_dir: Path, topic: str, partition: int, replica_id: st
     return path
 
 
-class _SequenceGate:
-    """Per-producer ordering and de-duplication of appends (Kafka's idempotent producer, in memory)."""
-
-    __slots__ = ("changed", "next_seq", "recent")
-
-    def __init__(self, first_seq: int):
-        self.next_seq = first_seq
-        self.recent: collections.OrderedDict[int, tuple[int, int]] = collections.OrderedDict()
-        self.changed = asyncio.Condition()
-
-    def remember(self, seq: int, result: tuple[int, int]) -> None:
-        self.recent[seq] = result
-        while len(self.recent) > RECENT_APPENDS_PER_PRODUCER:
-            self.recent.popitem(last=False)
-
-
 class PartitionActor:
-    """See the module docstring. Created and placed by the TopicManager."""
+    """See the module docstring. Created, placed and told its role by the TopicManager."""
 
     def __init__(
         self,
@@ -92,87 +96,174 @@ class PartitionActor:
         replica_id: str,
         data_dir: str | None,
         config: dict[str, str],
+        namespace: str,
         maintenance_interval_ms: int = DEFAULT_MAINTENANCE_INTERVAL_MS,
+        replica_lag_time_max_ms: int = DEFAULT_REPLICA_LAG_TIME_MAX_MS,
+        replicate_timeout_ms: int = DEFAULT_REPLICATE_TIMEOUT_MS,
     ):
         self.topic = topic
         self.partition = partition
         self.replica_id = replica_id
+        self.namespace = namespace
+        self.name = f"{topic}-{partition}"
         self.directory = replica_directory(resolve_data_dir(data_dir), topic, partition, replica_id)
         started = time.monotonic()
         self.log = PartitionLog(self.directory, to_log_config(config))
         self.open_seconds = time.monotonic() - started
+        self.epochs = LeaderEpochCache(self.directory)
         self._apply_config(config)
-        self._maintenance_interval_ms = maintenance_interval_ms
-        self._appended = asyncio.Event()
-        self._gates: dict[str, _SequenceGate] = {}
-        self._maintenance: asyncio.Task | None = None
+        self.replica_lag_time_max_ms = replica_lag_time_max_ms
+        self.replicate_timeout_ms = replicate_timeout_ms
+        self.role = "unknown"
+        self.leader_epoch = self.epochs.latest_epoch
+        self.high_watermark = self.log.log_start_offset
+        self.leader_id: str | None = None
+        self._leading: LeaderReplication | None = None
+        self._hw_moved = asyncio.Event()
+        self._sequencer = Sequencer(self.name)
         if self.log.recovery_truncated_bytes:
             logger.warning(
-                "%s-%d: recovery cut %d bytes of torn or corrupt tail; log ends at offset %d",
-                topic, partition, self.log.recovery_truncated_bytes, self.log.log_end_offset,
+                "%s: recovery cut %d bytes of torn or corrupt tail; log ends at offset %d",
+                self.name, self.log.recovery_truncated_bytes, self.log.log_end_offset,
             )
+        loop = asyncio.get_running_loop()  # Ray runs an async actor's constructor on its loop
+        self._tasks = [
+            loop.create_task(self._maintain(maintenance_interval_ms)),
+            loop.create_task(self._register()),
+        ]
 
     def _apply_config(self, config: dict[str, str]) -> None:
         self.config = dict(config)
         self.max_message_bytes = config_value(config, "max.message.bytes")
         self.log_append_time = config_value(config, "message.timestamp.type") == "LogAppendTime"
+        self.min_insync_replicas = config_value(config, "min.insync.replicas")
 
-    def _start_background(self) -> None:
-        if self._maintenance is None:
-            self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+    # -- roles -----------------------------------------------------------------
 
-    # -- produce ---------------------------------------------------------------
+    async def _register(self) -> None:
+        """Ask the TopicManager for this replica's role until it has one (it calls become_*)."""
+        while self.role == "unknown":
+            try:
+                manager = ray.get_actor(TOPIC_MANAGER_NAME, namespace=self.namespace)
+                await manager.replica_ready.remote(self.topic, self.partition, self.replica_id)
+            except Exception as exc:  # the manager is (re)starting
+                logger.info("%s: waiting for the topic manager (%s)", self.name, type(exc).__name__)
+            if self.role == "unknown":
+                await asyncio.sleep(REGISTER_RETRY_MS / 1000)
 
-    async def append(self, payload, producer_id: str | None = None, seq: int = 0, sync: bool = False):
+    async def become_leader(self, epoch: int, followers: dict, in_sync: list[str]) -> int:
+        """Lead from ``epoch`` on, replicating to ``followers`` ({replica_id: handle}); returns the log end."""
+        if epoch < self.leader_epoch:
+            raise FencedLeader(f"{self.name}: epoch {epoch} is older than {self.leader_epoch}")
+        if self.role == "leader" and epoch == self.leader_epoch:
+            return self.log.log_end_offset
+        self._stop_leading()
+        self.role, self.leader_epoch, self.leader_id = "leader", epoch, self.replica_id
+        self.epochs.assign(epoch, self.log.log_end_offset)
+        self._sequencer.reset()
+        self._leading = LeaderReplication(
+            self,
+            epoch,
+            followers,
+            in_sync,
+            high_watermark=self.high_watermark,
+            lag_time_max_ms=self.replica_lag_time_max_ms,
+            replicate_timeout_ms=self.replicate_timeout_ms,
+        )
+        logger.info("%s: leader for epoch %d at log end %d (ISR %s)", self.name, epoch, self.log.log_end_offset,
+                    self._leading.isr())
+        return self.log.log_end_offset
+
+    async def become_follower(self, epoch: int, leader_id: str, leader) -> int:
+        """Follow ``leader`` from ``epoch`` on, truncating what the leader never had; returns the log end."""
+        if epoch < self.leader_epoch:
+            raise FencedLeader(f"{self.name}: epoch {epoch} is older than {self.leader_epoch}")
+        self._stop_leading()
+        my_epoch = self.epochs.latest_epoch
+        if my_epoch >= 0 and self.log.log_end_offset > self.log.log_start_offset:
+            end_of_my_epoch = await leader.epoch_end_offset.remote(my_epoch)
+            if end_of_my_epoch < self.log.log_end_offset:
+                logger.warning("%s: truncating %d..%d (not in the new leader's log)", self.name,
+                               end_of_my_epoch, self.log.log_end_offset)
+                self._truncate(end_of_my_epoch)
+        self.role, self.leader_epoch, self.leader_id = "follower", epoch, leader_id
+        return self.log.log_end_offset
+
+    def deposed(self) -> None:
+        """A newer leader exists (learned from a follower or the manager): stop leading, ask for a role."""
+        if self.role != "leader":
+            return
+        self._stop_leading()
+        self.role = "unknown"
+        self._tasks.append(asyncio.get_running_loop().create_task(self._register()))
+
+    def _stop_leading(self) -> None:
+        if self._leading is not None:
+            self._leading.stop()
+            self._leading = None
+
+    def _truncate(self, offset: int) -> None:
+        if offset < self.log.log_start_offset:
+            offset = self.log.log_start_offset
+        self.log.truncate_to(offset)
+        self.epochs.truncate_from(self.log.log_end_offset)
+        self.high_watermark = min(self.high_watermark, self.log.log_end_offset)
+
+    def _require_leader(self) -> None:
+        if self.role != "leader":
+            raise NotLeader(
+                f"replica {self.replica_id} of {self.name} is {self.role}, not the leader "
+                f"(epoch {self.leader_epoch}); refresh metadata and retry"
+            )
+
+    def on_high_watermark(self, high_watermark: int) -> None:
+        """Called by LeaderReplication when the high watermark moves: wakes long polls and acks=all."""
+        if high_watermark > self.high_watermark:
+            self.high_watermark = high_watermark
+            moved, self._hw_moved = self._hw_moved, asyncio.Event()
+            moved.set()
+
+    # -- produce (leader) --------------------------------------------------------
+
+    async def append(
+        self,
+        payload,
+        producer_id: str | None = None,
+        seq: int = 0,
+        sync: bool = False,
+        acks: int | str = 1,
+        timeout_ms: int = 30_000,
+    ) -> tuple[int, int]:
         """Append one record batch; return ``(base_offset, log_append_time_ms or -1)``.
 
         ``payload`` is the Arrow IPC message of one batch in RECORD_SCHEMA. With a
-        ``producer_id``, batches are appended in ``seq`` order per producer and a
-        retried ``seq`` is answered from the cache. ``sync`` forces an fsync
-        before the answer (group-committed with every other append waiting).
+        ``producer_id``, batches are appended in ``seq`` order per producer.
+        ``acks="all"`` answers once every in-sync replica holds the batch. ``sync``
+        forces an fsync first (group-committed with every append waiting).
         """
-        self._start_background()
+        self._require_leader()
+        if acks == "all" and self._leading.tracker.in_sync_count() < self.min_insync_replicas:
+            raise NotEnoughReplicas(
+                f"{self.name}: {self._leading.tracker.in_sync_count()} replica(s) in sync, fewer than "
+                f"min.insync.replicas={self.min_insync_replicas}; nothing was written. Retry when the "
+                f"followers are back, or produce with acks=1"
+            )
         if producer_id is None:
-            result = self._append_now(payload)
+            base, append_time, end = self._append_now(payload)
         else:
-            result = await self._append_in_sequence(payload, producer_id, seq)
+            base, append_time, end = await self._sequencer.run(producer_id, seq, lambda: self._append_now(payload))
         if sync or self.log.flush_due():
-            await self._sync_through(result[0] + 1)
-        return result
+            await self._sync_through(end)
+        if acks == "all":
+            await self._wait_replicated(end, timeout_ms)
+        return base, append_time
 
-    async def _append_in_sequence(self, payload, producer_id: str, seq: int):
-        gate = self._gates.get(producer_id)
-        if gate is None:  # first contact, or first since a restart: this seq is the baseline
-            gate = self._gates[producer_id] = _SequenceGate(seq)
-        if seq in gate.recent:
-            return gate.recent[seq]
-        async with gate.changed:
-            if seq > gate.next_seq:
-                try:
-                    await asyncio.wait_for(
-                        gate.changed.wait_for(lambda: gate.next_seq >= seq), SEQUENCE_GAP_TIMEOUT_MS / 1000
-                    )
-                except TimeoutError:
-                    logger.warning(
-                        "%s-%d: producer %s seq %d waited %d ms for seq %d; appending anyway",
-                        self.topic, self.partition, producer_id, seq, SEQUENCE_GAP_TIMEOUT_MS, gate.next_seq,
-                    )
-            if seq in gate.recent:
-                return gate.recent[seq]
-            try:
-                result = self._append_now(payload)
-            finally:
-                # a rejected batch still consumes its sequence number, or its successors would wait
-                gate.next_seq = max(gate.next_seq, seq + 1)
-                gate.changed.notify_all()
-            gate.remember(seq, result)
-            return result
-
-    def _append_now(self, payload) -> tuple[int, int]:
+    def _append_now(self, payload) -> tuple[int, int, int]:
+        self._require_leader()  # may have changed while this append waited for its turn
         try:
             batch = decode_record_batch(payload)
         except InvalidRecordBatch as exc:
-            raise ValueError(f"{self.topic}-{self.partition}: rejected append: {exc}") from None
+            raise ValueError(f"{self.name}: rejected append: {exc}") from None
         count = batch.num_rows
         if count == 0:
             raise ValueError("an append needs at least one record")
@@ -197,76 +288,153 @@ class PartitionActor:
             first_timestamp_ms=first_ts,
             max_timestamp_ms=max_ts,
             attributes=attributes,
+            leader_epoch=self.leader_epoch,
         )
-        woken, self._appended = self._appended, asyncio.Event()
-        woken.set()
-        return base, (max_ts if self.log_append_time else -1)
+        self._leading.on_append()
+        return base, (max_ts if self.log_append_time else -1), base + count
+
+    async def _wait_replicated(self, end: int, timeout_ms: int) -> None:
+        deadline = time.monotonic() + timeout_ms / 1000
+        while self.high_watermark < end:
+            if self.role != "leader":
+                raise NotLeader(f"{self.name}: lost leadership before the batch was replicated; retry")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RequestTimedOut(f"{self.name}: in-sync replicas did not confirm within {timeout_ms} ms")
+            moved = self._hw_moved
+            try:
+                await asyncio.wait_for(moved.wait(), min(remaining, 0.5))
+            except TimeoutError:
+                pass
+            if self._leading is not None and self._leading.tracker.in_sync_count() < self.min_insync_replicas:
+                if self.high_watermark < end:
+                    raise NotEnoughReplicas(
+                        f"{self.name}: the ISR shrank below min.insync.replicas={self.min_insync_replicas} "
+                        f"after the append; the batch may be in the log but is not acknowledged"
+                    )
 
     async def _sync_through(self, offset: int) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.log.sync_through, offset)
 
-    # -- consume ---------------------------------------------------------------
+    # -- replicate (follower) ------------------------------------------------------
+
+    async def replicate(
+        self, epoch: int, from_offset: int, frames, leader_high_watermark: int, leader_log_start: int
+    ) -> int:
+        """Append the leader's frames that continue this log; returns this replica's log end.
+
+        Frames this replica already holds (a retried request) are skipped; at a gap
+        nothing is appended and the answer tells the leader where to resend from.
+        """
+        if epoch < self.leader_epoch:
+            raise FencedLeader(f"{self.name}: a leader of epoch {epoch} was deposed (now {self.leader_epoch})")
+        if self.role != "follower" or epoch != self.leader_epoch:
+            raise NotLeader(f"{self.name}: replica {self.replica_id} is not following epoch {epoch} yet")
+        if self.log.log_end_offset < leader_log_start:
+            self._reset_to(leader_log_start)  # what we miss is gone from the leader too
+        for buf in frames:
+            view = memoryview(buf).cast("B")
+            start = None
+            pos = 0
+            for header, _ in iter_frames(view, verify=False):
+                if header.base_offset == self.log.log_end_offset:
+                    start = pos
+                    break
+                if header.base_offset > self.log.log_end_offset:
+                    return self.log.log_end_offset  # a gap: the leader resends from our end
+                pos += header.frame_length  # held already
+            if start is None:
+                continue
+            tail = view[start:]
+            for header, _ in iter_frames(tail, verify=False):
+                if header.leader_epoch > self.epochs.latest_epoch:
+                    self.epochs.assign(header.leader_epoch, header.base_offset)
+            self.log.append_frames(tail)  # checks every CRC and offset before writing
+        self.high_watermark = min(max(self.high_watermark, leader_high_watermark), self.log.log_end_offset)
+        return self.log.log_end_offset
+
+    def _reset_to(self, offset: int) -> None:
+        """Start over, empty, at ``offset`` (this replica is behind the leader's log start)."""
+        logger.warning("%s: restarting the replica empty at offset %d (behind the leader's log start)",
+                       self.name, offset)
+        self.log.close()
+        write_log_start_offset(str(self.directory), offset)
+        self.log = PartitionLog(self.directory, to_log_config(self.config))  # opens empty at the checkpoint
+        self.high_watermark = offset
+
+    async def epoch_end_offset(self, epoch: int) -> int:
+        """Where ``epoch`` ended in this replica's log (for a follower's truncation)."""
+        return self.epochs.end_offset_for(epoch, self.log.log_end_offset)
+
+    # -- consume (leader) ----------------------------------------------------------
 
     async def fetch(self, offset: int, max_bytes: int, max_wait_ms: int):
-        """Whole frames from the batch holding ``offset`` on: ``(frames, log_start, log_end)``.
-
-        At the log end, waits up to ``max_wait_ms`` for an append (long poll).
-        Raises OffsetOutOfRange outside ``[log_start, log_end]``.
-        """
-        self._start_background()
+        """Whole frames below the high watermark from the batch holding ``offset`` on:
+        ``(frames, log_start, high_watermark)``. At the high watermark, waits up to
+        ``max_wait_ms`` for it to move (long poll). OffsetOutOfRange outside
+        ``[log_start, log_end]``."""
+        self._require_leader()
         self._check_offset(offset)
-        if offset == self.log.log_end_offset and max_wait_ms > 0:
-            arrived = self._appended
+        if offset >= self.high_watermark and max_wait_ms > 0:
+            moved = self._hw_moved
             try:
-                await asyncio.wait_for(arrived.wait(), max_wait_ms / 1000)
+                await asyncio.wait_for(moved.wait(), max_wait_ms / 1000)
             except TimeoutError:
                 pass
+            self._require_leader()
+        if offset >= self.high_watermark:
+            return [], self.log.log_start_offset, self.high_watermark
         try:
-            frames = self.log.read(offset, max_bytes)
+            frames = self.log.read(offset, max_bytes, max_offset=self.high_watermark)
         except LogOffsetOutOfRange:  # retention or delete_records moved the start meanwhile
             self._check_offset(offset)
             raise
         except CorruptBatch as exc:
             raise CorruptRecord(
-                f"{self.topic}-{self.partition} at offset {offset}: stored data failed its CRC and was "
-                f"not returned ({exc}); seek past it or restore the replica"
+                f"{self.name} at offset {offset}: stored data failed its CRC and was not returned ({exc}); "
+                f"seek past it or restore the replica"
             ) from None
-        return frames, self.log.log_start_offset, self.log.log_end_offset
+        return frames, self.log.log_start_offset, self.high_watermark
 
     def _check_offset(self, offset: int) -> None:
         start, end = self.log.log_start_offset, self.log.log_end_offset
         if not start <= offset <= end:
             raise OffsetOutOfRange(
-                f"offset {offset} is outside {self.topic}-{self.partition}'s range [{start}, {end}]; "
+                f"offset {offset} is outside {self.name}'s range [{start}, {end}]; "
                 f"seek to an offset in range or use auto_offset_reset",
                 earliest=start,
-                latest=end,
+                latest=self.high_watermark,
             )
 
     # -- offsets and admin -----------------------------------------------------
 
     async def offsets(self) -> tuple[int, int]:
-        """``(log_start_offset, log_end_offset)``."""
-        return self.log.log_start_offset, self.log.log_end_offset
+        """``(log_start_offset, high_watermark)``: the range consumers can read."""
+        self._require_leader()
+        return self.log.log_start_offset, self.high_watermark
 
     async def list_offset(self, spec: str | int) -> int:
-        """``"earliest"``, ``"latest"``, or the first offset with timestamp >= ``spec`` (else log end)."""
+        """``"earliest"``, ``"latest"`` (the high watermark), or the first offset with
+        timestamp >= ``spec`` (else the high watermark)."""
+        self._require_leader()
         if spec == "earliest":
             return self.log.log_start_offset
         if spec == "latest":
-            return self.log.log_end_offset
+            return self.high_watermark
         found = self.log.offset_for_timestamp(int(spec))
-        return self.log.log_end_offset if found is None else max(found, self.log.log_start_offset)
+        if found is None or found >= self.high_watermark:
+            return self.high_watermark
+        return max(found, self.log.log_start_offset)
 
     async def delete_records(self, before_offset: int) -> int:
-        """Move the log start to ``before_offset``; returns the new log start."""
-        end = self.log.log_end_offset
-        if not 0 <= before_offset <= end:
+        """Move the log start to ``before_offset`` (at most the high watermark); returns the new log start."""
+        self._require_leader()
+        if not 0 <= before_offset <= self.high_watermark:
             raise OffsetOutOfRange(
-                f"delete_records offset {before_offset} is past the end of {self.topic}-{self.partition} "
-                f"({end}); give an offset <= {end}",
+                f"delete_records offset {before_offset} is past the end of {self.name} "
+                f"({self.high_watermark}); give an offset <= {self.high_watermark}",
                 earliest=self.log.log_start_offset,
-                latest=end,
+                latest=self.high_watermark,
             )
         try:
             return self.log.delete_records(before_offset)
@@ -283,38 +451,48 @@ class PartitionActor:
     async def flush(self) -> None:
         await self._sync_through(self.log.log_end_offset)
 
-    async def info(self) -> dict:
-        """Diagnostics: process id, node, directory, sizes, how long the log took to open."""
-        import ray
-
+    async def state(self) -> dict:
+        """Role, epoch, offsets and (leader) ISR: what the TopicManager checks."""
         return {
-            "pid": os.getpid(),
-            "node_id": ray.get_runtime_context().get_node_id(),
-            "directory": str(self.directory),
+            "role": self.role,
+            "epoch": self.leader_epoch,
             "log_start_offset": self.log.log_start_offset,
             "log_end_offset": self.log.log_end_offset,
+            "high_watermark": self.high_watermark,
+            "isr": self._leading.isr() if self._leading is not None else None,
+        }
+
+    async def info(self) -> dict:
+        """Diagnostics: process id, node, directory, sizes, role, how long the log took to open."""
+        return {
+            **(await self.state()),
+            "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "replica_id": self.replica_id,
+            "directory": str(self.directory),
             "size_bytes": self.log.size_bytes,
             "segments": len(self.log.segment_base_offsets),
             "open_seconds": self.open_seconds,
         }
 
     async def destroy(self) -> None:
-        """Delete this replica's data (topic deletion); the caller kills the actor next."""
-        if self._maintenance is not None:
-            self._maintenance.cancel()
+        """Delete this replica's data (topic deletion, reassignment); the caller kills the actor next."""
+        self._stop_leading()
+        for task in self._tasks:
+            task.cancel()
+        self.role = "deleted"
         self.log.destroy()
 
     # -- background --------------------------------------------------------------
 
-    async def _maintain(self) -> None:
+    async def _maintain(self, interval_ms: int) -> None:
         while True:
-            await asyncio.sleep(self._maintenance_interval_ms / 1000)
+            await asyncio.sleep(interval_ms / 1000)
             try:
                 if self.log.flush_due():
                     await self._sync_through(self.log.log_end_offset)
                 deleted = self.log.apply_retention()
                 if deleted:
-                    logger.info("%s-%d: retention deleted %d segment(s)", self.topic, self.partition, deleted)
+                    logger.info("%s: retention deleted %d segment(s)", self.name, deleted)
             except Exception:  # keep maintaining; the next round retries
-                logger.exception("%s-%d: maintenance failed", self.topic, self.partition)
-
+                logger.exception("%s: maintenance failed", self.name)

@@ -1,16 +1,32 @@
-"""TopicManager: the one named, detached actor that knows every topic.
+"""TopicManager: the one named, detached actor that knows every topic and elects leaders.
 
-It owns topic metadata -- names, ids, configs, partitions and where each
-partition's replicas live -- persisted as an atomic JSON snapshot in
-``<data_dir>/metadata/topics.json`` on its node. It creates, places, alters and
-deletes PartitionActors, and hands out their handles; it is never on the data
-path (producers and consumers call partition actors directly).
+It owns topic metadata -- names, ids, configs, partitions, where each replica
+lives, each partition's leader, leader epoch and in-sync replicas (ISR) --
+persisted as an atomic JSON snapshot in ``<data_dir>/metadata/topics.json`` on
+the head node. It creates, places, alters, reassigns and deletes
+PartitionActors and hands out their handles; it is never on the data path.
 
 Every mutation is persisted *before* it is acted on (create: record, then start
-actors; delete: mark ``deleting``, then destroy, then forget), so a manager
-killed at any point converges when its constructor replays the snapshot:
-it re-attaches to partition actors that still live (by name) and recreates
-those that do not, on the node the metadata names.
+actors; delete: mark ``deleting``, then destroy, then forget; election: new
+leader and epoch, then tell the replicas), so a manager killed at any point
+converges when its constructor replays the snapshot: it re-attaches to
+partition actors that still live (by name) and recreates the others.
+
+Failure handling (it does not wait for Ray to declare a node dead, ~14 s here):
+
+* every ``MONITOR_INTERVAL_MS`` it asks each leader for its state; a leader
+  that fails ``LEADER_FAILURES_TO_ELECT`` times in a row is replaced by the
+  first live replica of the ISR, with the leader epoch bumped;
+* a replica that (re)starts asks for its role (``replica_ready``); a restarted
+  leader leads again under a new epoch;
+* a replica whose node is dead is recreated on a live node with the same
+  *storage identity* -- the node label ``raykafka-storage``, else the node's
+  IP address -- because that node sees the same disk and so the same data.
+
+Placement: replicas of a partition go to distinct nodes (distinct storage
+identities where possible), replicas and leaders spread evenly. When any node
+carries the ``raykafka-storage`` label, only labelled nodes receive replicas
+(the operator chose the broker nodes).
 """
 
 from __future__ import annotations
@@ -26,49 +42,81 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raykafka.actors.naming import group_actor_name, partition_actor_name
 from raykafka.actors.partition import PartitionActor, resolve_data_dir
-from raykafka.errors import InvalidConfig, TopicAlreadyExists, UnknownTopic
+from raykafka.errors import FencedLeader, InvalidConfig, RequestTimedOut, TopicAlreadyExists, UnknownTopic
 from raykafka.storage.snapshot import read_json, write_json_atomic
 from raykafka.topic_config import effective_config, validate_topic_config, validate_topic_name
 from raykafka.types import PartitionDescription, TopicDescription
 
 logger = logging.getLogger(__name__)
 
-#: How long describe_topic waits for one partition actor before reporting it unavailable.
+#: The node label that names a node's disk; nodes with the same value see the same data_dir.
+STORAGE_LABEL = "raykafka-storage"
+#: How long one state/offsets call to a replica may take before it counts as failed.
+REPLICA_CALL_TIMEOUT_S = 1.0
+#: How long describe_topic waits for one partition.
 DESCRIBE_TIMEOUT_S = 5.0
-#: Upper bounds on what one request may ask for (named limits, not accidents).
+#: How often leaders are checked.
+MONITOR_INTERVAL_MS = 500
+#: Consecutive failed checks before a new leader is elected (~1.5 s with the values above).
+LEADER_FAILURES_TO_ELECT = 2
+#: How often dead nodes' replicas are looked at for re-placement.
+NODE_CHECK_INTERVAL_MS = 2_000
+#: How long reassign_partitions waits for new replicas to catch up.
+REASSIGN_TIMEOUT_S = 300
+#: Upper bound on what one request may ask for (a named limit, not an accident).
 MAX_PARTITIONS_PER_TOPIC = 10_000
 
 _PartitionActor = ray.remote(PartitionActor)
 
 
+def storage_id(node: dict) -> str:
+    return node.get("Labels", {}).get(STORAGE_LABEL) or node["NodeManagerAddress"]
+
+
 class TopicManager:
-    def __init__(self, data_dir: str | None, namespace: str, maintenance_interval_ms: int = 1000):
+    def __init__(
+        self,
+        data_dir: str | None,
+        namespace: str,
+        maintenance_interval_ms: int = 1000,
+        replica_lag_time_max_ms: int | None = None,
+    ):
         self.data_dir = data_dir  # as given: resolved on each partition's own node
         self.namespace = namespace
         self.maintenance_interval_ms = maintenance_interval_ms
+        self.replica_lag_time_max_ms = replica_lag_time_max_ms
         self.meta_path = resolve_data_dir(data_dir) / "metadata" / "topics.json"
         self.topics: dict[str, dict] = read_json(self.meta_path, {"topics": {}})["topics"]
         self.handles: dict[str, ray.actor.ActorHandle] = {}
         self.lock = asyncio.Lock()
-        for name, topic in list(self.topics.items()):
+        self.partition_locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self.leader_failures: Counter = Counter()
+        for name, topic in self.topics.items():
             if topic.get("deleting"):
-                continue  # finished by the first call (needs the event loop)
+                continue  # finished by the monitor
             for part in topic["partitions"]:
                 for replica in part["replicas"]:
                     self.handles[replica["replica_id"]] = self._attach(name, part["partition"], replica, topic)
         logger.info("TopicManager up with %d topics from %s", len(self.topics), self.meta_path)
+        self._monitor = asyncio.get_running_loop().create_task(self._run_monitor())
 
     # -- persistence and actors --------------------------------------------------
 
     def _persist(self) -> None:
-        write_json_atomic(self.meta_path, {"version": 1, "topics": self.topics})
+        write_json_atomic(self.meta_path, {"version": 2, "topics": self.topics})
+
+    def _actor_name(self, topic: str, partition: int, replica: dict) -> str:
+        return partition_actor_name(topic, partition, replica["replica_id"], replica.get("generation", 0))
 
     def _attach(self, topic: str, partition: int, replica: dict, meta: dict):
-        name = partition_actor_name(topic, partition, replica["replica_id"])
+        name = self._actor_name(topic, partition, replica)
         try:
             return ray.get_actor(name, namespace=self.namespace)
         except ValueError:
             pass
+        options = {}
+        if self.replica_lag_time_max_ms is not None:
+            options["replica_lag_time_max_ms"] = self.replica_lag_time_max_ms
         return _PartitionActor.options(
             name=name,
             namespace=self.namespace,
@@ -78,47 +126,83 @@ class TopicManager:
             max_task_retries=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(replica["node_id"], soft=False),
         ).remote(
-            topic, partition, replica["replica_id"], self.data_dir, meta["config"], self.maintenance_interval_ms
+            topic,
+            partition,
+            replica["replica_id"],
+            self.data_dir,
+            meta["config"],
+            self.namespace,
+            self.maintenance_interval_ms,
+            **options,
         )
 
-    def _place(self, count: int) -> list[str]:
-        """Node ids for ``count`` new partitions: alive nodes, least-loaded first (spread)."""
-        alive = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
-        if not alive:
-            raise RuntimeError("no alive Ray node to place partitions on")
-        load = Counter({node: 0 for node in alive})
+    @staticmethod
+    def _alive_nodes() -> dict[str, dict]:
+        return {n["NodeID"]: n for n in ray.nodes() if n.get("Alive")}
+
+    def _broker_nodes(self) -> dict[str, dict]:
+        """Nodes new replicas may go to: those labelled with a storage identity when any
+        node is (the operator chose the brokers), else every alive node."""
+        alive = self._alive_nodes()
+        labelled = {n: node for n, node in alive.items() if node.get("Labels", {}).get(STORAGE_LABEL)}
+        return labelled or alive
+
+    def _place(self, partitions: range, replication_factor: int) -> list[list[dict]]:
+        """Replica placements for new partitions: distinct nodes (distinct disks where possible),
+        replicas and leaders spread evenly."""
+        alive = self._broker_nodes()
+        if replication_factor > len(alive):
+            raise InvalidConfig(
+                f"replication_factor={replication_factor} needs that many alive Ray nodes; "
+                f"{len(alive)} are alive. Add nodes or lower the replication factor"
+            )
+        load, leads = Counter({n: 0 for n in alive}), Counter({n: 0 for n in alive})
         for topic in self.topics.values():
             for part in topic["partitions"]:
                 for replica in part["replicas"]:
                     if replica["node_id"] in load:
                         load[replica["node_id"]] += 1
-        chosen = []
-        for _ in range(count):
-            node = min(alive, key=lambda n: (load[n], n))
-            load[node] += 1
-            chosen.append(node)
-        return chosen
+                        if replica["replica_id"] == part["leader"]:
+                            leads[replica["node_id"]] += 1
+        placements = []
+        for _ in partitions:
+            leader = min(alive, key=lambda n: (leads[n], load[n], n))
+            chosen = [leader]
+            while len(chosen) < replication_factor:
+                disks = {storage_id(alive[n]) for n in chosen}
+                rest = [n for n in alive if n not in chosen]
+                chosen.append(min(rest, key=lambda n: (storage_id(alive[n]) in disks, load[n], n)))
+            for n in chosen:
+                load[n] += 1
+            leads[leader] += 1
+            placements.append(
+                [
+                    {"replica_id": uuid.uuid4().hex[:12], "node_id": n, "storage_id": storage_id(alive[n])}
+                    for n in chosen
+                ]
+            )
+        return placements
 
-    def _new_partitions(self, first: int, count: int) -> list[dict]:
-        nodes = self._place(count)
+    def _new_partitions(self, first: int, count: int, replication_factor: int) -> list[dict]:
         parts = []
-        for i, node in enumerate(nodes):
-            replica_id = uuid.uuid4().hex[:12]
+        for i, replicas in enumerate(self._place(range(count), replication_factor)):
+            ids = [r["replica_id"] for r in replicas]
             parts.append(
-                {
-                    "partition": first + i,
-                    "leader": replica_id,
-                    "leader_epoch": 0,
-                    "replicas": [{"replica_id": replica_id, "node_id": node}],
-                }
+                {"partition": first + i, "leader": ids[0], "leader_epoch": 0, "isr": ids, "replicas": replicas}
             )
         return parts
 
-    def _start(self, name: str, parts: list[dict]) -> None:
+    async def _start(self, name: str, parts: list[dict]) -> None:
         meta = self.topics[name]
         for part in parts:
             for replica in part["replicas"]:
                 self.handles[replica["replica_id"]] = self._attach(name, part["partition"], replica, meta)
+
+        async def install(part: dict) -> None:
+            async with self._plock(name, part["partition"]):  # replica_ready waits: no needless new epoch
+                await self._install(name, part)
+
+        await asyncio.gather(*(install(part) for part in parts))
 
     def _topic(self, name: str) -> dict:
         topic = self.topics.get(name)
@@ -129,28 +213,189 @@ class TopicManager:
             )
         return topic
 
+    def _part(self, topic: str, partition: int) -> dict:
+        parts = self._topic(topic)["partitions"]
+        if not 0 <= partition < len(parts):
+            raise ValueError(f"topic {topic!r} has partitions 0..{len(parts) - 1}; got {partition}")
+        return parts[partition]
+
+    def _plock(self, topic: str, partition: int) -> asyncio.Lock:
+        return self.partition_locks.setdefault((topic, partition), asyncio.Lock())
+
+    # -- roles: install, reconcile, elect ----------------------------------------
+
+    async def _install(self, topic: str, part: dict) -> None:
+        """Tell the leader and every live follower the partition's current epoch and roles."""
+        if part["leader"] is None:
+            return
+        leader = self.handles[part["leader"]]
+        followers = {r["replica_id"]: self.handles[r["replica_id"]] for r in part["replicas"]
+                     if r["replica_id"] != part["leader"]}
+        epoch = part["leader_epoch"]
+        try:
+            await asyncio.wait_for(leader.become_leader.remote(epoch, followers, part["isr"]), DESCRIBE_TIMEOUT_S)
+        except Exception as exc:  # it restarts or is gone: the monitor and replica_ready take over
+            logger.warning("%s-%d: become_leader(epoch %d) failed: %s", topic, part["partition"], epoch, exc)
+            return
+        await asyncio.gather(
+            *(
+                asyncio.wait_for(h.become_follower.remote(epoch, part["leader"], leader), DESCRIBE_TIMEOUT_S)
+                for h in followers.values()
+            ),
+            return_exceptions=True,  # a dead follower learns its role when it asks (replica_ready)
+        )
+
+    async def _state(self, replica_id: str) -> dict | None:
+        try:
+            return await asyncio.wait_for(self.handles[replica_id].state.remote(), REPLICA_CALL_TIMEOUT_S)
+        except Exception:
+            return None
+
+    async def replica_ready(self, topic: str, partition: int, replica_id: str) -> None:
+        """A replica (re)started and asks for its role; it gets it through become_*."""
+        try:
+            part = self._part(topic, partition)
+        except (UnknownTopic, ValueError):
+            return
+        async with self._plock(topic, partition):
+            if part["leader"] == replica_id:
+                state = await self._state(replica_id)
+                if state is not None and state["role"] == "leader" and state["epoch"] == part["leader_epoch"]:
+                    return
+                part["leader_epoch"] += 1  # a restarted leader leads a new term
+                self._persist()
+                await self._install(topic, part)
+            elif part["leader"] is not None and replica_id in self.handles:
+                leader = self.handles[part["leader"]]
+                try:
+                    await asyncio.wait_for(
+                        self.handles[replica_id].become_follower.remote(part["leader_epoch"], part["leader"], leader),
+                        DESCRIBE_TIMEOUT_S,
+                    )
+                except Exception as exc:
+                    logger.info("%s-%d: %s could not follow yet: %s", topic, partition, replica_id, exc)
+
+    async def _elect(self, topic: str, part: dict, reason: str) -> None:
+        """Make the first live in-sync replica (other than the failed leader) the leader."""
+        partition = part["partition"]
+        async with self._plock(topic, partition):
+            old = part["leader"]
+            candidates = [r for r in part["isr"] if r != old] + ([old] if old in part["isr"] else [])
+            for candidate in candidates:
+                state = await self._state(candidate)
+                if state is None:
+                    continue
+                part["leader"] = candidate
+                part["leader_epoch"] += 1
+                if candidate != old:
+                    part["isr"] = [r for r in part["isr"] if r != old]
+                self._persist()
+                logger.warning(
+                    "%s-%d: leader %s -> %s, epoch %d (%s)", topic, partition, old, candidate,
+                    part["leader_epoch"], reason,
+                )
+                await self._install(topic, part)
+                self.leader_failures.pop((topic, partition), None)
+                return
+            logger.error("%s-%d: offline: no in-sync replica answers (%s)", topic, partition, reason)
+
+    async def alter_isr(self, topic: str, partition: int, epoch: int, isr: list[str]) -> None:
+        """A leader changes its partition's ISR; refused (FencedLeader) from a deposed leader."""
+        part = self._part(topic, partition)
+        if epoch != part["leader_epoch"]:
+            raise FencedLeader(f"{topic}-{partition}: epoch {epoch} is not the current {part['leader_epoch']}")
+        if sorted(isr) != sorted(part["isr"]):
+            part["isr"] = sorted(isr)
+            self._persist()
+
+    # -- the monitor -----------------------------------------------------------
+
+    async def _run_monitor(self) -> None:
+        last_node_check = 0.0
+        while True:
+            await asyncio.sleep(MONITOR_INTERVAL_MS / 1000)
+            try:
+                await self._finish_deletions()
+                await self._check_leaders()
+                if time.monotonic() - last_node_check >= NODE_CHECK_INTERVAL_MS / 1000:
+                    last_node_check = time.monotonic()
+                    await self._replace_lost_replicas()
+            except Exception:
+                logger.exception("monitor round failed")
+
+    async def _check_leaders(self) -> None:
+        parts = [(name, part) for name, t in self.topics.items() if not t.get("deleting")
+                 for part in t["partitions"]]
+
+        async def check(name: str, part: dict) -> None:
+            key = (name, part["partition"])
+            if part["leader"] is None or self._plock(*key).locked():
+                return
+            state = await self._state(part["leader"])
+            if state is not None:
+                self.leader_failures.pop(key, None)
+                if state["role"] == "unknown":  # restarted; it is asking for its role too
+                    await self.replica_ready(name, part["partition"], part["leader"])
+                return
+            self.leader_failures[key] += 1
+            if self.leader_failures[key] >= LEADER_FAILURES_TO_ELECT:
+                await self._elect(name, part, f"leader failed {self.leader_failures[key]} checks")
+
+        await asyncio.gather(*(check(name, part) for name, part in parts))
+
+    async def _replace_lost_replicas(self) -> None:
+        """Recreate replicas of dead nodes on live nodes that see the same disk."""
+        alive = self._alive_nodes()
+        for name, topic in list(self.topics.items()):
+            if topic.get("deleting"):
+                continue
+            for part in topic["partitions"]:
+                hosts = {r["node_id"] for r in part["replicas"]}
+                for replica in part["replicas"]:
+                    if replica["node_id"] in alive:
+                        continue
+                    home = replica.get("storage_id")
+                    spare = sorted(n for n, node in alive.items() if storage_id(node) == home and n not in hosts)
+                    if not spare:
+                        continue
+                    async with self._plock(name, part["partition"]):
+                        old = self.handles.get(replica["replica_id"])
+                        if old is not None:
+                            ray.kill(old, no_restart=True)
+                        replica["node_id"] = spare[0]
+                        replica["generation"] = replica.get("generation", 0) + 1
+                        hosts.add(spare[0])
+                        self._persist()
+                        self.handles[replica["replica_id"]] = self._attach(name, part["partition"], replica, topic)
+                        logger.warning("%s-%d: replica %s moved to node %s (same disk %s)", name, part["partition"],
+                                       replica["replica_id"], spare[0], home)
+                    # it asks for its role when it is up (replica_ready)
+
     async def _finish_deletions(self) -> None:
         for name in [n for n, t in self.topics.items() if t.get("deleting")]:
-            await self._destroy(name)
+            async with self.lock:
+                if name in self.topics:
+                    await self._destroy(name)
+
+    async def _destroy_replica(self, topic: str, partition: int, replica: dict) -> None:
+        handle = self.handles.pop(replica["replica_id"], None)
+        if handle is None:
+            try:
+                handle = ray.get_actor(self._actor_name(topic, partition, replica), namespace=self.namespace)
+            except ValueError:
+                return
+        try:
+            await asyncio.wait_for(handle.destroy.remote(), DESCRIBE_TIMEOUT_S)
+        except Exception as exc:  # its node may be gone: the data stays there
+            logger.warning("could not delete data of %s-%d replica %s: %s", topic, partition,
+                           replica["replica_id"], exc)
+        ray.kill(handle, no_restart=True)
 
     async def _destroy(self, name: str) -> None:
         topic = self.topics[name]
-        for part in topic["partitions"]:
-            for replica in part["replicas"]:
-                handle = self.handles.pop(replica["replica_id"], None)
-                if handle is None:
-                    try:
-                        handle = ray.get_actor(
-                            partition_actor_name(name, part["partition"], replica["replica_id"]),
-                            namespace=self.namespace,
-                        )
-                    except ValueError:
-                        continue
-                try:
-                    await asyncio.wait_for(handle.destroy.remote(), DESCRIBE_TIMEOUT_S)
-                except Exception as exc:  # its node may be gone: the data stays there, the topic goes
-                    logger.warning("could not delete data of %s-%d: %s", name, part["partition"], exc)
-                ray.kill(handle, no_restart=True)
+        await asyncio.gather(
+            *(self._destroy_replica(name, p["partition"], r) for p in topic["partitions"] for r in p["replicas"])
+        )
         del self.topics[name]
         self._persist()
 
@@ -163,27 +408,26 @@ class TopicManager:
         explicit = validate_topic_config(config)
         if not 1 <= partitions <= MAX_PARTITIONS_PER_TOPIC:
             raise ValueError(f"partitions must be in [1, {MAX_PARTITIONS_PER_TOPIC}], got {partitions}")
-        if replication_factor != 1:
+        if int(explicit.get("min.insync.replicas", "1")) > replication_factor:
             raise InvalidConfig(
-                f"replication_factor={replication_factor} is not supported yet (replication is planned); "
-                f"use replication_factor=1"
+                f"min.insync.replicas={explicit['min.insync.replicas']} exceeds replication_factor="
+                f"{replication_factor}: acks='all' could never succeed"
             )
         async with self.lock:
-            await self._finish_deletions()
+            if name in self.topics and self.topics[name].get("deleting"):
+                await self._destroy(name)
             if name in self.topics:
-                raise TopicAlreadyExists(
-                    f"topic {name!r} already exists; use describe_topic, or delete_topic first"
-                )
+                raise TopicAlreadyExists(f"topic {name!r} already exists; use describe_topic, or delete_topic first")
+            parts = self._new_partitions(0, partitions, replication_factor)
             self.topics[name] = {
                 "topic_id": uuid.uuid4().hex,
                 "created_ms": int(time.time() * 1000),
                 "config": explicit,
-                "partitions": [],
+                "replication_factor": replication_factor,
+                "partitions": parts,
             }
-            parts = self._new_partitions(0, partitions)
-            self.topics[name]["partitions"] = parts
             self._persist()
-            self._start(name, parts)
+            await self._start(name, parts)
         return await self.describe_topic(name)
 
     async def delete_topic(self, name: str) -> None:
@@ -204,53 +448,125 @@ class TopicManager:
                 raise ValueError(f"topic {name!r} has {current} partitions; partitions only grow (asked {total})")
             if total > MAX_PARTITIONS_PER_TOPIC:
                 raise ValueError(f"at most {MAX_PARTITIONS_PER_TOPIC} partitions per topic")
-            parts = self._new_partitions(current, total - current)
+            parts = self._new_partitions(current, total - current, topic.get("replication_factor", 1))
             topic["partitions"].extend(parts)
             self._persist()
-            self._start(name, parts)
+            await self._start(name, parts)
         return await self.describe_topic(name)
 
     async def alter_topic_config(self, name: str, config: dict) -> TopicDescription:
         changes = validate_topic_config(config)
         async with self.lock:
             topic = self._topic(name)
-            topic["config"] = {**topic["config"], **changes}
+            merged = {**topic["config"], **changes}
+            if int(merged.get("min.insync.replicas", "1")) > topic.get("replication_factor", 1):
+                raise InvalidConfig(
+                    f"min.insync.replicas={merged['min.insync.replicas']} exceeds the replication factor "
+                    f"{topic.get('replication_factor', 1)} of {name!r}"
+                )
+            topic["config"] = merged
             self._persist()
             replicas = [self.handles[r["replica_id"]] for p in topic["partitions"] for r in p["replicas"]]
-            await asyncio.gather(*(h.update_config.remote(topic["config"]) for h in replicas))
+            await asyncio.gather(
+                *(asyncio.wait_for(h.update_config.remote(merged), DESCRIBE_TIMEOUT_S) for h in replicas),
+                return_exceptions=True,  # a replica that is down reads the config when recreated
+            )
         return await self.describe_topic(name)
 
+    async def reassign_partitions(self, name: str, assignments: dict[int, list[str]]) -> TopicDescription:
+        """Move partitions' replicas to the given nodes: new replicas are added and caught up
+        (in the ISR) before the replicas that are not wanted any more are dropped."""
+        topic = self._topic(name)
+        alive = self._alive_nodes()
+        for partition, nodes in assignments.items():
+            self._part(name, partition)
+            if not nodes or len(set(nodes)) != len(nodes):
+                raise ValueError(f"partition {partition}: give a list of distinct node ids")
+            dead = [n for n in nodes if n not in alive]
+            if dead:
+                raise ValueError(f"partition {partition}: nodes {dead} are not alive")
+        for partition, nodes in assignments.items():
+            part = topic["partitions"][partition]
+            async with self._plock(name, partition):
+                on = {r["node_id"] for r in part["replicas"]}
+                added = [
+                    {"replica_id": uuid.uuid4().hex[:12], "node_id": n, "storage_id": storage_id(alive[n])}
+                    for n in nodes if n not in on
+                ]
+                if added:
+                    part["replicas"].extend(added)
+                    part["leader_epoch"] += 1  # the leader learns its new followers in a new term
+                    self._persist()
+                    for replica in added:
+                        self.handles[replica["replica_id"]] = self._attach(name, partition, replica, topic)
+                    await self._install(name, part)
+            await self._await_in_sync(name, part, {r["replica_id"] for r in added})
+            async with self._plock(name, partition):
+                keep = [r for r in part["replicas"] if r["node_id"] in nodes]
+                drop = [r for r in part["replicas"] if r["node_id"] not in nodes]
+                if not drop:
+                    continue
+                kept_ids = [r["replica_id"] for r in keep]
+                part["replicas"] = keep
+                part["isr"] = [r for r in part["isr"] if r in kept_ids]
+                if part["leader"] not in kept_ids:
+                    part["leader"] = part["isr"][0] if part["isr"] else kept_ids[0]
+                part["leader_epoch"] += 1
+                self._persist()
+                await self._install(name, part)
+            await asyncio.gather(*(self._destroy_replica(name, partition, r) for r in drop))
+        return await self.describe_topic(name)
+
+    async def _await_in_sync(self, name: str, part: dict, replica_ids: set[str]) -> None:
+        deadline = time.monotonic() + REASSIGN_TIMEOUT_S
+        while replica_ids and not replica_ids <= set(part["isr"]):
+            if time.monotonic() > deadline:
+                raise RequestTimedOut(
+                    f"{name}-{part['partition']}: new replicas did not catch up within {REASSIGN_TIMEOUT_S} s; "
+                    f"they stay as followers, nothing was dropped"
+                )
+            await asyncio.sleep(0.2)
+
     async def topic_metadata(self, name: str) -> dict:
-        """What clients cache: ``{"name", "topic_id", "config", "leaders": [handle per partition]}``."""
+        """What clients cache: ``{"name", "topic_id", "config", "leaders": [handle per partition],
+        "epochs": [leader epoch per partition]}``."""
         topic = self._topic(name)
         return {
             "name": name,
             "topic_id": topic["topic_id"],
             "config": effective_config(topic["config"]),
-            "leaders": [self.handles[p["leader"]] for p in topic["partitions"]],
+            "leaders": [self.handles.get(p["leader"]) for p in topic["partitions"]],
+            "epochs": [p["leader_epoch"] for p in topic["partitions"]],
         }
 
     async def describe_topic(self, name: str) -> TopicDescription:
         topic = self._topic(name)
         parts = topic["partitions"]
 
-        async def offsets(part: dict) -> tuple[int, int]:
+        async def offsets(part: dict) -> tuple[int, int] | None:
+            handle = self.handles.get(part["leader"])
+            if handle is None:
+                return None
             try:
-                return await asyncio.wait_for(self.handles[part["leader"]].offsets.remote(), DESCRIBE_TIMEOUT_S)
+                return await asyncio.wait_for(handle.offsets.remote(), DESCRIBE_TIMEOUT_S)
             except Exception:
-                return -1, -1  # unavailable right now
+                return None
 
         found = await asyncio.gather(*(offsets(p) for p in parts))
         descriptions = []
-        for part, (start, end) in zip(parts, found, strict=True):
+        for part, answer in zip(parts, found, strict=True):
             node_of = {r["replica_id"]: r["node_id"] for r in part["replicas"]}
+            start, high = answer if answer is not None else (-1, -1)
             descriptions.append(
                 PartitionDescription(
                     partition=part["partition"],
-                    leader_node_id=node_of[part["leader"]],
+                    leader_node_id=node_of.get(part["leader"]),
                     replica_node_ids=[r["node_id"] for r in part["replicas"]],
                     log_start_offset=start,
-                    high_watermark=end,
+                    high_watermark=high,
+                    isr_node_ids=[node_of[r] for r in part["isr"] if r in node_of],
+                    leader_epoch=part["leader_epoch"],
+                    offline=answer is None,
                 )
             )
         return TopicDescription(name=name, partitions=descriptions, config=effective_config(topic["config"]))

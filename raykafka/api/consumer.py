@@ -26,13 +26,15 @@ from raykafka.api.fetch import decode_fetch, empty_table
 from raykafka.api.group_member import GroupMember
 from raykafka.api.message import Message
 from raykafka.api.rpc import ACTOR_GONE, call, unwrap
-from raykafka.errors import ConsumerClosed, OffsetOutOfRange, StaleGeneration
+from raykafka.errors import ConsumerClosed, NotLeader, OffsetOutOfRange, RequestTimedOut, StaleGeneration
 from raykafka.groups.assignors import STRATEGIES
 from raykafka.topic_config import validate_group_id, validate_topic_name
 from raykafka.types import TopicPartition
 
 #: Pause before re-fetching from a partition actor that was unreachable.
 FETCH_RETRY_BACKOFF_S = 0.1
+#: A fetch unanswered this long past fetch_max_wait_ms is abandoned (its leader's node is likely gone).
+FETCH_STUCK_GRACE_MS = 3_000
 
 _RESETS = ("earliest", "latest", "none")
 
@@ -40,8 +42,8 @@ _RESETS = ("earliest", "latest", "none")
 class _Fetcher:
     """One assigned partition: position, decoded batches, the fetch in flight."""
 
-    __slots__ = ("buffered_bytes", "chunk_start", "chunks", "fetch_offset", "in_flight", "leader", "position",
-                 "py_columns", "tp")
+    __slots__ = ("buffered_bytes", "chunk_start", "chunks", "fetch_offset", "in_flight", "in_flight_since", "leader",
+                 "position", "py_columns", "tp")
 
     def __init__(self, tp: TopicPartition, leader, position: int | None):
         self.tp = tp
@@ -53,6 +55,7 @@ class _Fetcher:
         self.py_columns: tuple | None = None  # chunks[0] as Python lists, for poll()
         self.buffered_bytes = 0
         self.in_flight = None  # ObjectRef of the fetch, or None
+        self.in_flight_since = 0.0
 
     def reset(self, position: int | None) -> None:
         self.position = self.fetch_offset = position
@@ -227,9 +230,11 @@ class Consumer:
                 fetcher.in_flight = fetcher.leader.fetch.remote(
                     fetcher.fetch_offset, self.fetch_max_bytes, self.fetch_max_wait_ms
                 )
+                fetcher.in_flight_since = time.monotonic()
 
     def _await_responses(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for fetch responses and buffer what they bring."""
+        self._abandon_stuck_fetches()
         by_ref = {f.in_flight: f for f in self._fetchers.values() if f.in_flight is not None}
         if not by_ref:
             return
@@ -245,12 +250,15 @@ class Consumer:
             try:
                 frames, _log_start, _log_end = ray.get(ref)
             except ACTOR_GONE:
-                time.sleep(FETCH_RETRY_BACKOFF_S)  # restarting: the next round fetches again
+                self._lost_leader(fetcher)  # restarting, or its node is gone: maybe a new leader
                 continue
             except ray.exceptions.RayTaskError as exc:
                 cause = unwrap(exc)
                 if isinstance(cause, OffsetOutOfRange):
                     self._reset_position(fetcher, cause)
+                    continue
+                if isinstance(cause, NotLeader):
+                    self._lost_leader(fetcher)
                     continue
                 raise cause from None
             batches = decode_fetch(fetcher.tp.topic, fetcher.tp.partition, frames, fetcher.fetch_offset)
@@ -261,6 +269,28 @@ class Consumer:
                 last = batches[-1]
                 fetcher.fetch_offset = last.column(2)[len(last) - 1].as_py() + 1
         self._issue_fetches()  # prefetch: the next long poll waits while the caller works
+
+    def _abandon_stuck_fetches(self) -> None:
+        """A fetch unanswered long past its long poll went to a dead node: ask the leader anew."""
+        limit_s = (self.fetch_max_wait_ms + FETCH_STUCK_GRACE_MS) / 1000
+        now = time.monotonic()
+        for fetcher in self._fetchers.values():
+            if fetcher.in_flight is not None and now - fetcher.in_flight_since > limit_s:
+                fetcher.in_flight = None
+                self._lost_leader(fetcher, backoff=False)
+
+    def _lost_leader(self, fetcher: _Fetcher, backoff: bool = True) -> None:
+        """Re-read the topic's leaders (after a failover they are other actors)."""
+        if backoff:
+            time.sleep(FETCH_RETRY_BACKOFF_S)
+        topic = fetcher.tp.topic
+        self._leaders.pop(topic, None)
+        try:
+            for f in self._fetchers.values():
+                if f.tp.topic == topic:
+                    f.leader = self._leader(f.tp)
+        except ACTOR_GONE + (RequestTimedOut,):
+            pass  # the topic manager is restarting; the next round tries again
 
     def _has_buffered(self) -> bool:
         return any(f.chunks for f in self._fetchers.values())
@@ -367,12 +397,17 @@ class Consumer:
                 consumed = Message._consumed
                 for i in range(fetcher.chunk_start, head.num_rows):
                     fetcher.position = offsets[i] + 1
-                    fetcher.chunk_start = i + 1
+                    last = i + 1 == head.num_rows
+                    if last:  # before the yield: the caller may stop iterating and poll() next
+                        fetcher.drop_head()
+                    else:
+                        fetcher.chunk_start = i + 1
                     yield consumed(tp_topic, tp_partition, offsets[i], stamps[i], keys[i], values[i], headers[i])
-                    if fetcher.chunks and fetcher.chunks[0] is not head:
-                        break  # a seek or reset happened while the caller held the message
-                if fetcher.chunks and fetcher.chunks[0] is head:
-                    fetcher.drop_head()
+                    moved = (
+                        not fetcher.chunks or fetcher.chunks[0] is not head or fetcher.chunk_start != i + 1
+                    )
+                    if last or moved:
+                        break  # head done, or a seek/reset/poll moved on while the caller held the message
 
     # -- groups ------------------------------------------------------------------
 
@@ -419,10 +454,14 @@ class Consumer:
         if member.error is not None:
             error, member.error = member.error, None
             raise error
-        if member.fenced() and self._fetchers:
+        if member.fenced():
             # Probably removed from the group: another member may read these now. Stop; no commit.
-            self._fetchers, self._order = {}, []
-            member.report([], None)
+            # Nor apply an answer that came too late: the member must hear from the coordinator
+            # (or rejoin) first.
+            if self._fetchers:
+                self._fetchers, self._order = {}, []
+                member.report([], None)
+            return
         answer = member.take_answer()
         if answer is not None:
             wanted = set(answer["assigned"])

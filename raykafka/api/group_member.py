@@ -119,6 +119,9 @@ class GroupMember:
 
     def _exchange(self) -> dict | None:
         timeout_s = min(self.request_timeout_ms, self.session_timeout_ms) / 1000
+        # The coordinator saw us no earlier than we sent this: count the session from here,
+        # so we fence ourselves no later than it may remove us (not from when the answer came).
+        sent = time.monotonic()
         with self._lock:
             owned = list(self._owned)
             applied = self._applied_seq if self._applied_incarnation == self._incarnation else 0
@@ -142,5 +145,5 @@ class GroupMember:
         with self._lock:
             answer["incarnation"] = self._incarnation
             self._latest = answer
-            self._last_ok = time.monotonic()
+            self._last_ok = max(self._last_ok, sent)
         return answer

@@ -34,7 +34,14 @@ from raykafka.api.batching import RecordBuilder, normalize_table, now_ms
 from raykafka.api.connection import Settings, current_settings, topic_manager
 from raykafka.api.message import Message, MessageSet, check_bytes, check_headers, check_timestamp
 from raykafka.api.rpc import ACTOR_GONE, call, unwrap
-from raykafka.errors import MessageTooLarge, ProducerClosed, RequestTimedOut, TopicAlreadyExists, UnknownTopic
+from raykafka.errors import (
+    MessageTooLarge,
+    NotLeader,
+    ProducerClosed,
+    RequestTimedOut,
+    TopicAlreadyExists,
+    UnknownTopic,
+)
 from raykafka.storage.records import encode_record_batch, largest_record_bytes
 from raykafka.types import RecordMetadata
 
@@ -153,7 +160,8 @@ class _TopicState:
 class _Batch:
     """A closed batch on its way: payload, identity, retry bookkeeping."""
 
-    __slots__ = ("attempts", "closed_at", "count", "nbytes", "partition", "payload", "result", "seq", "topic")
+    __slots__ = ("attempts", "closed_at", "count", "nbytes", "not_before", "partition", "payload", "result", "seq",
+                 "topic")
 
     def __init__(self, topic, partition, payload, count, nbytes, result):
         self.topic, self.partition, self.payload = topic, partition, payload
@@ -161,6 +169,7 @@ class _Batch:
         self.seq = -1
         self.attempts = 0
         self.closed_at = time.monotonic()
+        self.not_before = 0.0  # monotonic time before which a retry is not sent
 
 
 class Producer:
@@ -306,9 +315,8 @@ class Producer:
             parts: list[tuple[BatchResult, int, int]] = []
             with self._lock:
                 for m in messages:
-                    result, index = self._append_locked(
-                        state, partition, m.value, m.key, m.timestamp_ms or stamp, m.headers
-                    )
+                    stamp_m = stamp if m.timestamp_ms is None else m.timestamp_ms  # 0 is a valid timestamp
+                    result, index = self._append_locked(state, partition, m.value, m.key, stamp_m, m.headers)
                     if parts and parts[-1][0] is result and parts[-1][1] + parts[-1][2] == index:
                         parts[-1] = (result, parts[-1][1], parts[-1][2] + 1)
                     else:
@@ -323,7 +331,8 @@ class Producer:
         state = self._refresh_if_too_large(state, len(value) + (len(key) if key is not None else 0))
         self._check_size(state, value, key)
         with self._lock:
-            result, index = self._append_locked(state, partition, value, key, timestamp_ms or now_ms(), headers)
+            stamp = now_ms() if timestamp_ms is None else timestamp_ms  # 0 is a valid timestamp
+            result, index = self._append_locked(state, partition, value, key, stamp, headers)
         return SendFuture([(result, index, 1)])
 
     def send_batch(self, topic: str, table_or_batch: pa.Table | pa.RecordBatch, partition: int | None = None):
@@ -341,7 +350,7 @@ class Producer:
                 f"a record of {largest} bytes exceeds max.message.bytes={state.max_message_bytes} of topic "
                 f"{topic!r}; nothing was sent"
             )
-        groups = self._split_by_partition(state, batch, partition)
+        groups, targets = self._split_by_partition(state, batch, partition)
         parts = []
         with self._lock:
             for p, piece in groups:
@@ -352,6 +361,17 @@ class Producer:
                 self._unfinished += 1
                 parts.append((result, 0, piece.num_rows))
             self._wakeup.notify()
+        if targets is not None:  # rows went to several partitions: metadata in row order, as promised
+            results = {p: part[0] for (p, _), part in zip(groups, parts, strict=True)}
+            taken = dict.fromkeys(results, 0)
+            parts = []
+            for p in targets:
+                index = taken[p]
+                taken[p] = index + 1
+                if parts and parts[-1][0] is results[p] and parts[-1][1] + parts[-1][2] == index:
+                    parts[-1] = (results[p], parts[-1][1], parts[-1][2] + 1)
+                else:
+                    parts.append((results[p], index, 1))
         return SendFuture(parts)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -453,14 +473,15 @@ class Producer:
         return state.sticky
 
     def _split_by_partition(self, state, batch: pa.RecordBatch, partition: int | None):
+        """``([(partition, rows)], targets)``: ``targets`` is each row's partition when rows are split."""
         if partition is not None:
-            return [(partition, batch)]
+            return [(partition, batch)], None
         keys = batch.column(0)
         if keys.null_count == batch.num_rows or self.partitioner != "hash":
             with self._lock:
                 chosen = state.sticky
                 state.sticky = (state.sticky + 1) % len(state.leaders)
-            return [(chosen, batch)]
+            return [(chosen, batch)], None
         n = len(state.leaders)
         sticky = state.sticky
         targets = [sticky if k is None else zlib.crc32(k) % n for k in keys.to_pylist()]
@@ -468,7 +489,7 @@ class Producer:
         for p in sorted(set(targets)):
             mask = pa.array([t == p for t in targets])
             groups.append((p, batch.filter(mask)))
-        return groups
+        return groups, targets
 
     # -- accumulation (caller threads, under self._lock) ------------------------
 
@@ -530,10 +551,14 @@ class Producer:
                     for state in self._topics.values():
                         if now - state.loaded_at >= METADATA_MAX_AGE_MS / 1000:
                             state.stale = True  # the next send re-reads metadata
-                    sendable = [b for b in self._ready if self._in_flight.get((b.topic, b.partition), 0) < self.max_in_flight]
+                    sendable = [
+                        b for b in self._ready
+                        if b.not_before <= now and self._in_flight.get((b.topic, b.partition), 0) < self.max_in_flight
+                    ]
                     if sendable or (self._closed and not self._open and not self._ready):
                         break
                     waits = [opened + linger_s - now for _, _, opened in self._open.values()]
+                    waits += [b.not_before - now for b in self._ready if b.not_before > now]
                     timeout = min(waits) if waits else None
                     if self._in_flight_batches:
                         timeout = min(timeout or 0.1, 0.1)
@@ -554,11 +579,16 @@ class Producer:
         try:
             if isinstance(batch.payload, RecordBuilder):
                 batch.payload = encode_record_batch(batch.payload.to_record_batch())
-            leader = self._topics[batch.topic].leaders[batch.partition]
+            state = self._topics[batch.topic]
+            if state.stale:
+                self._refresh(state)
+            leader = state.leaders[batch.partition]
             batch.attempts += 1
-            ref = leader.append.remote(batch.payload, self._producer_id, batch.seq, False)
+            ref = leader.append.remote(
+                batch.payload, self._producer_id, batch.seq, False, self.acks, self.request_timeout_ms
+            )
         except Exception as exc:  # encoding or submission failed: the batch fails, others go on
-            self._complete(batch, error=exc)
+            self._complete(batch, error=unwrap(exc))
             return
         with self._lock:
             self._in_flight_batches[id(batch)] = (batch, ref)  # the ref stays alive until answered
@@ -567,15 +597,29 @@ class Producer:
         ref.future().add_done_callback(lambda fut, b=batch: self._on_response(b, fut))
 
     def _on_response(self, batch: _Batch, fut) -> None:
+        # Runs on a Ray callback thread: no blocking calls here.
         try:
             base, append_time = fut.result()
         except ACTOR_GONE as exc:
             self._retry_or_fail(batch, exc)
             return
         except Exception as exc:
-            self._complete(batch, error=unwrap(exc))
+            error = unwrap(exc)
+            if isinstance(error, NotLeader):  # leadership moved: find the new leader and resend
+                self._retry_or_fail(batch, error)
+            else:
+                self._complete(batch, error=error)
             return
         self._complete(batch, base=base, append_time=append_time)
+
+    def _refresh(self, state: _TopicState) -> None:
+        """Re-read a topic's leaders (sender thread): after a failover they are other actors."""
+        meta = call(self._manager.topic_metadata, state.name, timeout_s=self.request_timeout_ms / 1000,
+                    what="topic metadata")
+        state.leaders = meta["leaders"]
+        state.max_message_bytes = int(meta["config"]["max.message.bytes"])
+        state.loaded_at = time.monotonic()
+        state.stale = False
 
     def _retry_or_fail(self, batch: _Batch, exc: BaseException) -> None:
         if time.monotonic() - batch.closed_at >= self.request_timeout_ms / 1000:
@@ -584,14 +628,17 @@ class Producer:
                 f"{self.request_timeout_ms} ({batch.attempts} attempts; last error: {type(exc).__name__})"
             ))
             return
-        logger.info("%s-%d: partition actor unreachable (%s); retrying batch seq %d",
+        logger.info("%s-%d: partition leader unreachable (%s); retrying batch seq %d",
                     batch.topic, batch.partition, type(exc).__name__, batch.seq)
-        time.sleep(RETRY_BACKOFF_MS / 1000)
         with self._lock:
             if self._in_flight_batches.pop(id(batch), None) is None:
                 return  # already expired
             slot = (batch.topic, batch.partition)
             self._in_flight[slot] -= 1
+            batch.not_before = time.monotonic() + RETRY_BACKOFF_MS / 1000
+            state = self._topics.get(batch.topic)
+            if state is not None:
+                state.stale = True  # the sender re-reads the leaders before resending
             self._ready.appendleft(batch)
             self._wakeup.notify()
 

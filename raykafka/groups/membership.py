@@ -17,6 +17,13 @@ protocol (KIP-848) in spirit:
   it, so a partition is never handed to two members, even when answers and
   reports cross. Partitions that do not move are never paused (cooperative
   rebalancing).
+* Reports may also arrive out of order (Ray does not order calls to an async
+  actor, and a heartbeat that timed out at the member is still delivered).
+  Answer numbers are therefore unique in the group and only grow, also across
+  a member's removal and rejoin and -- seeded from the clock -- across
+  coordinator restarts: a report of an answer older than one already reported
+  is ignored, and one from before the member's current membership only adds
+  claims nobody else holds (as a rejoin does), never withdraws any.
 * A member silent for its session timeout is removed (its partitions become
   free at once: it is presumed dead), and its commits are refused from then on.
 """
@@ -45,7 +52,8 @@ class Member:
     owned: set[TopicPartition] = field(default_factory=set)  # as last reported
     target: set[TopicPartition] = field(default_factory=set)
     epoch: int = 0
-    answer_seq: int = 0
+    join_seq: int = 0  # number of the first answer of this membership
+    acked_seq: int = 0  # newest answer the member reported applying
     unacked: dict[int, frozenset[TopicPartition]] = field(default_factory=dict)  # seq -> granted, not yet applied
 
     def reading(self) -> set[TopicPartition]:
@@ -69,12 +77,15 @@ class HeartbeatAnswer:
 
 
 class GroupState:
-    def __init__(self, group_id: str):
+    def __init__(self, group_id: str, first_seq: int = 0):
+        """``first_seq``: answers are numbered from ``first_seq + 1``. A coordinator that may
+        restart passes a clock reading, so numbers keep growing across its incarnations."""
         self.group_id = group_id
         self.members: dict[str, Member] = {}
         self.generation = 0
         self.strategy: str | None = None
         self.partition_counts: dict[str, int] = {}
+        self.last_seq = first_seq  # of the newest answer to any member
 
     # -- membership ------------------------------------------------------------
 
@@ -101,13 +112,15 @@ class GroupState:
         member = Member(member_id, node_id, frozenset(topics), session_timeout_ms, now_ms)
         if existing is not None:
             member.owned, member.target, member.epoch = existing.owned, existing.target, existing.epoch
-            member.answer_seq, member.unacked = existing.answer_seq, existing.unacked
+            member.join_seq, member.acked_seq = existing.join_seq, existing.acked_seq
+            member.unacked = existing.unacked
         else:
             # A rejoining member (the coordinator restarted) keeps what it still owns,
             # unless another member claimed it first.
             taken = self._owned_by_others(member_id)
             member.owned = {tp for tp in owned if tp not in taken}
             member.target = set(member.owned)
+            member.join_seq, member.acked_seq = self.last_seq + 1, self.last_seq
         self.members[member_id] = member
         self.rebalance()
         return self._answer(member)
@@ -130,14 +143,28 @@ class GroupState:
     def heartbeat(
         self, member_id: str, owned: Collection[TopicPartition], applied_seq: int, now_ms: int
     ) -> HeartbeatAnswer:
-        """``owned``: what the member reads after applying answer ``applied_seq``."""
+        """``owned``: what the member reads after applying answer ``applied_seq`` (0: none of
+        its current membership yet)."""
         member = self.members.get(member_id)
         if member is None:
             raise UnknownMember(member_id)
         member.last_seen_ms = now_ms
-        member.owned = set(owned)
-        for seq in [s for s in member.unacked if s <= applied_seq]:
-            del member.unacked[seq]
+        if applied_seq < member.join_seq:
+            # From before this membership (a late report of an earlier one, or sent right after
+            # a rejoin): it may show partitions the member still reads, so keep those nobody
+            # else holds -- as join does -- but it cannot tell what the member let go of.
+            taken = self._owned_by_others(member_id)
+            member.owned |= {tp for tp in owned if tp not in taken}
+        elif applied_seq > member.acked_seq:
+            member.owned = set(owned)
+            member.acked_seq = applied_seq
+            for seq in [s for s in member.unacked if s <= applied_seq]:
+                del member.unacked[seq]
+        elif applied_seq == member.acked_seq:
+            # Between two answers a member only drops partitions (when it fences itself), so it
+            # reads no more than any report of this answer showed, whatever order they came in.
+            member.owned &= set(owned)
+        # else: a report of an older answer arriving late -- what it shows is out of date.
         return self._answer(member)
 
     def set_partition_counts(self, counts: Mapping[str, int]) -> bool:
@@ -177,10 +204,10 @@ class GroupState:
     def _answer(self, member: Member) -> HeartbeatAnswer:
         taken = self._owned_by_others(member.member_id)
         assigned = frozenset(tp for tp in member.target if tp not in taken)
-        member.answer_seq += 1
-        member.unacked[member.answer_seq] = assigned
+        self.last_seq += 1
+        member.unacked[self.last_seq] = assigned
         return HeartbeatAnswer(
-            seq=member.answer_seq,
+            seq=self.last_seq,
             generation=self.generation,
             epoch=member.epoch,
             assigned=assigned,

@@ -4,7 +4,9 @@ Kafka's rules, in one place:
 
 * A follower is *in sync* while it has caught up with the leader's log end
   within the last ``lag_time_max_ms`` (its ``last_caught_up_ms``). One that
-  falls behind longer, or whose replication call fails, leaves the ISR.
+  falls behind longer, or whose replication call fails, leaves the ISR -- but
+  only once the TopicManager has recorded the smaller ISR (``remove``), so a
+  replica that missed acknowledged records can never be elected leader.
 * A follower rejoins the ISR once its log end reaches the high watermark.
 * The high watermark is the smallest log end among the ISR (the leader
   included): every record below it is on every in-sync replica, so only those
@@ -55,27 +57,22 @@ class ReplicaTracker:
         self._advance()
         return joined
 
-    def on_follower_failed(self, follower: str) -> bool:
-        """A replication call failed (process or node gone): out of the ISR at once."""
-        if follower in self.isr:
+    def remove(self, follower: str) -> bool:
+        """Take a follower out of the ISR (after the TopicManager accepted it); returns whether it was in."""
+        if follower in self.isr and follower != self.leader_id:
             self.isr.discard(follower)
             self._advance()
             return True
         return False
 
-    def expire_laggards(self, now_ms: int) -> bool:
-        """Drop followers that have not caught up for lag_time_max_ms; returns whether the ISR changed."""
-        lagging = [
+    def laggards(self, now_ms: int) -> list[str]:
+        """In-sync followers that have not caught up for lag_time_max_ms (to be removed)."""
+        return sorted(
             f for f in self.isr
             if f != self.leader_id
             and self.follower_end[f] < self.leader_end
             and now_ms - self.last_caught_up_ms[f] > self.lag_time_max_ms
-        ]
-        for follower in lagging:
-            self.isr.discard(follower)
-        if lagging:
-            self._advance()
-        return bool(lagging)
+        )
 
     def _advance(self) -> bool:
         ends = [self.leader_end] + [self.follower_end[f] for f in self.isr if f != self.leader_id]

@@ -1,0 +1,104 @@
+"""Output for the CLI: JSON shapes for scripts, rich tables for people, one-line errors.
+
+JSON (``--json``) is the API's description dataclasses field by field, with one
+change JSON needs: a dict keyed by ``TopicPartition`` (``GroupDescription.committed``
+and ``.lag``) is keyed by the string ``"topic:partition"`` instead (``:`` cannot
+occur in a topic name, so the key splits back unambiguously with
+``key.rsplit(":", 1)``). A ``TopicPartition`` that is a value (a member's
+``assignment``) becomes ``{"topic": ..., "partition": ..., "offset": ...}``.
+
+Tables go to stdout through rich. When stdout is not a terminal (a pipe, a file,
+a test) the console is made wide enough that no cell is wrapped or cut, and no
+colour codes are written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Any
+
+#: Ray node ids are 56 hex digits; tables show this many (JSON always has them whole).
+SHORT_ID_CHARS = 12
+
+
+def tp_key(tp: Any) -> str:
+    """``TopicPartition("t", 3)`` -> ``"t:3"``: how JSON keys a dict by partition."""
+    return f"{tp.topic}:{tp.partition}"
+
+
+def jsonable(obj: Any) -> Any:
+    """The API's value types as plain JSON data (see the module docstring for the shape)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {_json_key(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", errors="replace")
+    return obj
+
+
+def _json_key(key: Any) -> str:
+    if dataclasses.is_dataclass(key) and hasattr(key, "topic") and hasattr(key, "partition"):
+        return tp_key(key)
+    return key if isinstance(key, str) else str(key)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(jsonable(obj), indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def stdout_console():
+    """A rich Console on stdout; never wraps or truncates cells when stdout is not a terminal."""
+    from rich.console import Console
+
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+    return Console(width=10_000, highlight=False, no_color=True, soft_wrap=True)
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def table(*columns: str, title: str | None = None):
+    """A plain, borderless table with a header row; right-aligns columns named like numbers."""
+    from rich import box
+    from rich.table import Table
+
+    t = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for name in columns:
+        numeric = name in NUMERIC_COLUMNS
+        t.add_column(name, justify="right" if numeric else "left", no_wrap=True, overflow="fold")
+    return t
+
+
+NUMERIC_COLUMNS = {
+    "PARTITION", "PARTITIONS", "REPLICATION", "LOG-START", "HIGH-WATERMARK", "MESSAGES", "COMMITTED",
+    "LAG", "TOTAL-LAG", "MEMBERS", "GENERATION", "EPOCH",
+}
+
+
+def short_id(node_id: str | None) -> str:
+    if not node_id:
+        return "-"
+    return node_id[:SHORT_ID_CHARS]
+
+
+def error_line(message: str) -> None:
+    """Print ``error: <message>`` as one line on stderr."""
+    text = " ".join(str(message).split()) or "unknown error"
+    sys.stderr.write(f"error: {text}\n")
+    sys.stderr.flush()
+
+
+def debug_enabled() -> bool:
+    """``RAYKAFKA_DEBUG=1``: show tracebacks and Ray's own startup output."""
+    return os.environ.get("RAYKAFKA_DEBUG", "") not in ("", "0", "false", "no")
