@@ -15,13 +15,23 @@ import pytest
 # Storage tests run without Ray: import it lazily, only for the fixtures that need it.
 
 
-@pytest.fixture(scope="session")
-def ray_session():
+_MULTI_NODE = {"active": False}  # set while tests/test_replication.py holds its own Cluster
+
+
+def ensure_local_ray():
+    """The session's local Ray; started again if a multi-node test module shut it down."""
     import ray
 
     if not ray.is_initialized():
         ray.init(address="local", include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    yield ray
+    return ray
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    yield ensure_local_ray()
     ray.shutdown()
 
 
@@ -41,6 +51,8 @@ def rk(ray_session, tmp_path):
     """raykafka connected to a namespace and data directory of this test's own."""
     import raykafka
 
+    if not _MULTI_NODE["active"]:
+        ensure_local_ray()
     namespace = f"test-{uuid.uuid4().hex[:10]}"
     data_dir = tmp_path / "data"
     settings = raykafka.connect(namespace=namespace, data_dir=str(data_dir))

@@ -56,6 +56,9 @@ class GroupCoordinator:
         # Answer numbers keep growing across restarts of this actor (see GroupState).
         self.state = GroupState(group_id, first_seq=time.time_ns() // 1_000)
         self.store = OffsetsStore(group_directory(data_dir, group_id))
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            # Restarted: members that have not rejoined yet may still be reading (see GroupState).
+            self.state.recover(now_ms())
         self.lock = asyncio.Lock()
         self._background: asyncio.Task | None = None
         self._leaders: dict[str, list] = {}
@@ -129,8 +132,12 @@ class GroupCoordinator:
                     if meta is None:
                         raise UnknownTopic(f"topic {topic!r} does not exist; create it before subscribing")
                     self.state.partition_counts[topic] = len(meta["leaders"])
-            answer = self.state.join(member_id, topics, node_id, owned, session_timeout_ms, strategy, now_ms())
-            logger.info("group %s: %s joined (generation %d)", self.group_id, member_id, self.state.generation)
+            answer = self.state.join(
+                member_id, topics, node_id, owned, session_timeout_ms, strategy, now_ms()
+            )
+            logger.info(
+                "group %s: %s joined (generation %d)", self.group_id, member_id, self.state.generation
+            )
             return self._answer(answer, member_id, self.store.committed)
 
     async def heartbeat(self, member_id: str, owned: list[TopicPartition], applied_seq: int) -> dict | None:
@@ -146,7 +153,9 @@ class GroupCoordinator:
     async def leave(self, member_id: str) -> None:
         async with self.lock:
             if self.state.leave(member_id):
-                logger.info("group %s: %s left (generation %d)", self.group_id, member_id, self.state.generation)
+                logger.info(
+                    "group %s: %s left (generation %d)", self.group_id, member_id, self.state.generation
+                )
 
     # -- offsets ---------------------------------------------------------------
 

@@ -170,6 +170,7 @@ class PartitionActor:
             lag_time_max_ms=self.replica_lag_time_max_ms,
             replicate_timeout_ms=self.replicate_timeout_ms,
         )
+        self.on_high_watermark(self._leading.tracker.high_watermark)  # alone in the ISR: all of the log
         logger.info("%s: leader for epoch %d at log end %d (ISR %s)", self.name, epoch, self.log.log_end_offset,
                     self._leading.isr())
         return self.log.log_end_offset

@@ -92,6 +92,22 @@ class Admin:
             raise ValueError("alter_topic_config needs at least one key")
         return self._call("alter_topic_config", name, validate_topic_config(config))
 
+    def reassign_partitions(self, name: str, assignments: Mapping[int, list[str]]) -> TopicDescription:
+        """Move partitions' replicas to the given Ray node ids, e.g. onto nodes that joined later:
+        ``{partition: [node_id, ...]}``. New replicas copy the log from the leader and join the
+        in-sync set before the replicas that are not wanted any more are dropped; the leader
+        moves if its node is not in the list. Blocks until done (or RequestTimedOut)."""
+        validate_topic_name(name)
+        if not isinstance(assignments, Mapping) or not assignments:
+            raise ValueError("reassign_partitions takes {partition: [node_id, ...]}")
+        clean = {}
+        for partition, nodes in assignments.items():
+            _check_int("partition", partition, 0)
+            if isinstance(nodes, str) or not all(isinstance(n, str) for n in nodes):
+                raise TypeError("each partition maps to a list of Ray node id strings")
+            clean[partition] = list(nodes)
+        return self._call("reassign_partitions", name, clean, idempotent=False)
+
     # -- offsets -----------------------------------------------------------------
 
     def _partition_actor(self, topic: str, partition: int):

@@ -62,6 +62,7 @@ class GroupMember:
         self._incarnation = 0  # bumped at every (re)join: answer numbers restart with it
         self._joined = False
         self._last_ok = time.monotonic()
+        self.answered = False  # set once the coordinator first answered (the member has joined)
         self.error: BaseException | None = None  # a fatal answer (e.g. UnknownTopic), raised by poll
         self._thread = threading.Thread(target=self._run, name=f"raykafka-heartbeat-{group_id}", daemon=True)
         self._thread.start()
@@ -74,7 +75,8 @@ class GroupMember:
             return answer
 
     def report(self, owned: list[TopicPartition], answer: dict | None) -> None:
-        """What the consumer reads now, after applying ``answer`` (None: nothing applied); heartbeats at once."""
+        """What the consumer reads now, after applying ``answer`` (None: nothing applied);
+        heartbeats at once."""
         with self._lock:
             self._owned = list(owned)
             if answer is not None:
@@ -103,8 +105,10 @@ class GroupMember:
             answer = None
             try:
                 answer = self._exchange()
-            except ACTOR_GONE + (ray.exceptions.GetTimeoutError,) as exc:
-                logger.info("group %s: coordinator unreachable (%s); retrying", self.group_id, type(exc).__name__)
+            except (*ACTOR_GONE, ray.exceptions.GetTimeoutError) as exc:
+                logger.info(
+                    "group %s: coordinator unreachable (%s); retrying", self.group_id, type(exc).__name__
+                )
             except ray.exceptions.RayTaskError as exc:
                 self.error = unwrap(exc)
                 return
@@ -113,7 +117,8 @@ class GroupMember:
                 self.error = exc
                 return
             pending = answer is not None and answer["pending"] > 0
-            interval_ms = RECONCILE_HEARTBEAT_MS if pending or not self._joined else self.heartbeat_interval_ms
+            quick = pending or not self._joined
+            interval_ms = RECONCILE_HEARTBEAT_MS if quick else self.heartbeat_interval_ms
             self._wake.wait(interval_ms / 1000)
             self._wake.clear()
 
@@ -137,7 +142,9 @@ class GroupMember:
             )
             self._joined = True
         else:
-            answer = ray.get(self.coordinator.heartbeat.remote(self.member_id, owned, applied), timeout=timeout_s)
+            answer = ray.get(
+                self.coordinator.heartbeat.remote(self.member_id, owned, applied), timeout=timeout_s
+            )
             if answer is None:  # the coordinator restarted or removed us: rejoin now
                 self._joined = False
                 self._wake.set()
@@ -146,4 +153,5 @@ class GroupMember:
             answer["incarnation"] = self._incarnation
             self._latest = answer
             self._last_ok = max(self._last_ok, sent)
+            self.answered = True
         return answer

@@ -4,7 +4,10 @@
 holds only settings, so it pickles: hand it to a Ray task or actor, and its
 membership starts where it is first iterated (a Consumer is built there, in
 that process, and subscribes). Iteration blocks and never ends unless the
-stream is closed or ``timeout_s`` passes without a message.
+stream is closed or ``timeout_s`` passes without a message. That time counts
+from when the stream's member has joined its group (its first answer from the
+coordinator; at most ``request_timeout_ms`` after iteration began), so a slow
+join -- a new worker process, a busy cluster -- does not end a stream early.
 """
 
 from __future__ import annotations
@@ -44,7 +47,12 @@ class MessageStream:
         self._closed = False
 
     def __getstate__(self) -> dict:
-        return {"settings": self._settings, "config": self._config, "topics": self._topics, "timeout_s": self.timeout_s}
+        return {
+            "settings": self._settings,
+            "config": self._config,
+            "topics": self._topics,
+            "timeout_s": self.timeout_s,
+        }
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["settings"], state["config"], state["topics"], state["timeout_s"])
@@ -62,10 +70,11 @@ class MessageStream:
 
     def __iter__(self) -> Iterator[Message]:
         consumer = self.consumer
-        idle_since = time.monotonic()
+        started = idle_since = time.monotonic()
         while not self._closed:
             message = consumer.poll(timeout_s=self._slice(idle_since))
             if message is None:
+                idle_since = self._joining(consumer, started, idle_since)
                 if self._timed_out(idle_since):
                     return
                 continue
@@ -75,15 +84,25 @@ class MessageStream:
     def batches(self, max_messages: int = 10000) -> Iterator[pa.Table]:
         """Arrow tables of up to ``max_messages`` records, as they arrive (columns as poll_batch)."""
         consumer = self.consumer
-        idle_since = time.monotonic()
+        started = idle_since = time.monotonic()
         while not self._closed:
             table = consumer.poll_batch(max_messages=max_messages, timeout_s=self._slice(idle_since))
             if table.num_rows == 0:
+                idle_since = self._joining(consumer, started, idle_since)
                 if self._timed_out(idle_since):
                     return
                 continue
             idle_since = time.monotonic()
             yield table
+
+    @staticmethod
+    def _joining(consumer, started: float, idle_since: float) -> float:
+        """``idle_since``, restarted while the member has not joined yet (bounded by the request timeout)."""
+        member = consumer._member
+        now = time.monotonic()
+        if member is not None and not member.answered and now - started < consumer.request_timeout_ms / 1000:
+            return now
+        return idle_since
 
     def _slice(self, idle_since: float) -> float:
         if self.timeout_s is None:

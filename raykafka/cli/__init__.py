@@ -17,13 +17,12 @@ Nothing here imports Ray at module level: ``prepare_environment`` must run first
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
 from raykafka.cli.context import CliContext, CliError, prepare_environment
-from raykafka.cli.output import debug_enabled, error_line
+from raykafka.cli.output import debug_enabled, error_line, silence_stdout
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -78,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns (and exits with) the status."""
     prepare_environment()
     code = run(argv)
-    sys.stdout.flush() if not sys.stdout.closed else None
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
     sys.exit(code)
 
 
@@ -87,7 +89,10 @@ def run(argv: list[str] | None = None) -> int:
     from raykafka.errors import RayKafkaError
 
     try:
-        result = cli.main(args=argv, prog_name="raykafka", standalone_mode=False)
+        # Not cli.main(): it turns a broken pipe into exit 1 and prints its own error format.
+        args = sys.argv[1:] if argv is None else list(argv)
+        with cli.make_context("raykafka", args) as ctx:
+            result = cli.invoke(ctx)
         return result if isinstance(result, int) else EXIT_OK
     except click.exceptions.Exit as exc:  # --help, --version
         return exc.exit_code
@@ -99,6 +104,8 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except click.Abort:
         return EXIT_INTERRUPTED
+    except (EOFError, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
     except click.ClickException as exc:
         error_line(exc.format_message())
         return exc.exit_code
@@ -106,10 +113,8 @@ def run(argv: list[str] | None = None) -> int:
         _maybe_traceback()
         error_line(str(exc))
         return exc.exit_code
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
     except BrokenPipeError:
-        _silence_stdout()
+        silence_stdout()
         return EXIT_OK
     except (RayKafkaError, TypeError, ValueError) as exc:
         _maybe_traceback()
@@ -127,16 +132,6 @@ def _maybe_traceback() -> None:
         import traceback
 
         traceback.print_exc()
-
-
-def _silence_stdout() -> None:
-    """The reader of stdout went away (``| head``): stop writing, and do not complain at exit."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 __all__ = ["CliContext", "CliError", "cli", "main", "run"]

@@ -20,6 +20,8 @@ import time
 
 import click
 
+from raykafka.cli.output import silence_stdout
+
 #: Most records taken per poll_batch.
 POLL_BATCH = 10_000
 #: Longest single wait in the poll loop (keeps Ctrl-C and the silence clock responsive).
@@ -29,24 +31,58 @@ POLL_STEP_S = 0.5
 GROUP_JOIN_GRACE_S = 15.0
 
 
-class _Stop(Exception):
-    """SIGTERM: stop like Ctrl-C."""
+class _StopFlag:
+    """Set by SIGTERM; the poll loop checks it every step (raising from the handler could land
+    inside Ray's Cython code, which does not expect it)."""
+
+    def __init__(self) -> None:
+        self.set = False
+
+    def __call__(self, signum, frame) -> None:
+        self.set = True
 
 
 @click.command()
 @click.argument("topic")
-@click.option("--group", "-g", "group_id", metavar="GROUP", default=None,
-              help="Consume as a member of GROUP and commit on exit (default: no group, all partitions).")
-@click.option("--from-beginning", is_flag=True,
-              help="Start at the earliest offset (with --group: where GROUP has no committed offset).")
-@click.option("--max-messages", "-c", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Exit after N messages.")
+@click.option(
+    "--group",
+    "-g",
+    "group_id",
+    metavar="GROUP",
+    default=None,
+    help="Consume as a member of GROUP and commit on exit (default: no group, all partitions).",
+)
+@click.option(
+    "--from-beginning",
+    is_flag=True,
+    help="Start at the earliest offset (with --group: where GROUP has no committed offset).",
+)
+@click.option(
+    "--max-messages",
+    "-c",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Exit after N messages.",
+)
 @click.option("--print-key", "-k", is_flag=True, help="Prefix each value with its key and a tab.")
-@click.option("--timeout-ms", type=click.IntRange(min=0), default=None, metavar="T",
-              help="Exit after T ms without a message (default: run until Ctrl-C).")
+@click.option(
+    "--timeout-ms",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="T",
+    help="Exit after T ms without a message (default: run until Ctrl-C).",
+)
 @click.pass_context
-def consume(ctx, topic: str, group_id: str | None, from_beginning: bool, max_messages: int | None,
-            print_key: bool, timeout_ms: int | None) -> None:
+def consume(
+    ctx,
+    topic: str,
+    group_id: str | None,
+    from_beginning: bool,
+    max_messages: int | None,
+    print_key: bool,
+    timeout_ms: int | None,
+) -> None:
     """Print each message's value of TOPIC on its own line (UTF-8, invalid bytes replaced)."""
     ctx.obj.connect()
     from raykafka import Admin, Consumer, TopicPartition
@@ -60,12 +96,15 @@ def consume(ctx, topic: str, group_id: str | None, from_beginning: bool, max_mes
         consumer = Consumer(group_id=group_id, auto_offset_reset=reset, enable_auto_commit=True)
         consumer.subscribe([topic])
 
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    stop = _StopFlag()
+    previous = signal.signal(signal.SIGTERM, stop)
     error: BaseException | None = None
     try:
-        _loop(consumer, max_messages, print_key, timeout_ms, grouped=group_id is not None)
-    except (KeyboardInterrupt, _Stop):
+        _loop(consumer, max_messages, print_key, timeout_ms, grouped=group_id is not None, stop=stop)
+    except KeyboardInterrupt:
         pass
+    except BrokenPipeError:  # the reader went away (`| head`): a normal way to stop
+        silence_stdout()
     except BaseException as exc:
         error = exc
     finally:
@@ -79,17 +118,20 @@ def consume(ctx, topic: str, group_id: str | None, from_beginning: bool, max_mes
         raise error
 
 
-def _raise_stop(signum, frame) -> None:
-    raise _Stop()
-
-
-def _loop(consumer, max_messages: int | None, print_key: bool, timeout_ms: int | None, grouped: bool) -> None:
+def _loop(
+    consumer,
+    max_messages: int | None,
+    print_key: bool,
+    timeout_ms: int | None,
+    grouped: bool,
+    stop: _StopFlag,
+) -> None:
     out = sys.stdout.buffer
     remaining = max_messages
     silence_s = None if timeout_ms is None else timeout_ms / 1000
     started = time.monotonic()
     last_activity: float | None = None if grouped else started
-    while remaining is None or remaining > 0:
+    while (remaining is None or remaining > 0) and not stop.set:
         now = time.monotonic()
         if last_activity is None and (consumer.assignment() or now - started >= GROUP_JOIN_GRACE_S):
             last_activity = now  # the silence clock starts once there is something to read

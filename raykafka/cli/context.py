@@ -144,7 +144,8 @@ def _explain_init_failure(address: str | None, exc: BaseException, captured: str
     if "InvalidAuthToken" in text or "Unauthenticated" in text or "auth token" in text.lower():
         have = [v for v in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH") if v in os.environ]
         hint = (
-            f"the token in {' and '.join(have)} was refused" if have
+            f"the token in {' and '.join(have)} was refused"
+            if have
             else "set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH (`ray get-auth-token` on the head prints it)"
         )
         return f"Ray at {where} requires token authentication: {hint}"

@@ -56,7 +56,7 @@ def list_(ctx, as_json: bool) -> None:
     if as_json:
         output.print_json(descriptions)
         return
-    output.stdout_console().print(groups_table(descriptions))
+    output.Printer().print(groups_table(descriptions))
 
 
 @groups.command("describe")
@@ -69,7 +69,7 @@ def describe(ctx, group_id: str, as_json: bool) -> None:
     if as_json:
         output.print_json(d)
         return
-    console = output.stdout_console()
+    console = output.Printer()
     console.print(
         f"Group: {escape(d.group_id)}  state: {d.state}  generation: {d.generation}  "
         f"members: {len(d.members)}  total lag: {total_lag(d)}"
@@ -78,8 +78,7 @@ def describe(ctx, group_id: str, as_json: bool) -> None:
     for m in d.members:
         for tp in m.assignment:
             owner[(tp.topic, tp.partition)] = m.member_id
-    parts = sorted(set(owner) | {(tp.topic, tp.partition) for tp in d.committed},
-                   key=lambda k: (k[0], k[1]))
+    parts = sorted(set(owner) | {(tp.topic, tp.partition) for tp in d.committed}, key=lambda k: (k[0], k[1]))
     committed = {(tp.topic, tp.partition): o for tp, o in d.committed.items()}
     lag = {(tp.topic, tp.partition): o for tp, o in d.lag.items()}
     t = output.table("TOPIC", "PARTITION", "COMMITTED", "LAG", "MEMBER")

@@ -62,6 +62,25 @@ def stdout_console():
     return Console(width=10_000, highlight=False, no_color=True, soft_wrap=True)
 
 
+class Printer:
+    """Prints renderables (tables, text with rich markup) on stdout; when stdout is not a
+    terminal, without colour and without the trailing spaces rich pads table rows with."""
+
+    def __init__(self) -> None:
+        self.console = stdout_console()
+        self.plain = not sys.stdout.isatty()
+
+    def print(self, *renderables: Any) -> None:
+        if not self.plain:
+            self.console.print(*renderables)
+            return
+        with self.console.capture() as captured:
+            self.console.print(*renderables)
+        text = "\n".join(line.rstrip() for line in captured.get().splitlines())
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
 def stderr_console():
     from rich.console import Console
 
@@ -73,7 +92,9 @@ def table(*columns: str, title: str | None = None):
     from rich import box
     from rich.table import Table
 
-    t = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", show_edge=False, pad_edge=False)
+    # A rule under the header on a terminal; plain columns (awk/grep-friendly ASCII) elsewhere.
+    style = box.SIMPLE_HEAD if sys.stdout.isatty() else None
+    t = Table(box=style, title=title, title_justify="left", show_edge=False, pad_edge=False)
     for name in columns:
         numeric = name in NUMERIC_COLUMNS
         t.add_column(name, justify="right" if numeric else "left", no_wrap=True, overflow="fold")
@@ -81,8 +102,18 @@ def table(*columns: str, title: str | None = None):
 
 
 NUMERIC_COLUMNS = {
-    "PARTITION", "PARTITIONS", "REPLICATION", "LOG-START", "HIGH-WATERMARK", "MESSAGES", "COMMITTED",
-    "LAG", "TOTAL-LAG", "MEMBERS", "GENERATION", "EPOCH",
+    "PARTITION",
+    "PARTITIONS",
+    "REPLICATION",
+    "LOG-START",
+    "HIGH-WATERMARK",
+    "MESSAGES",
+    "COMMITTED",
+    "LAG",
+    "TOTAL-LAG",
+    "MEMBERS",
+    "GENERATION",
+    "EPOCH",
 }
 
 
@@ -102,3 +133,13 @@ def error_line(message: str) -> None:
 def debug_enabled() -> bool:
     """``RAYKAFKA_DEBUG=1``: show tracebacks and Ray's own startup output."""
     return os.environ.get("RAYKAFKA_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def silence_stdout() -> None:
+    """The reader of stdout went away (``| head``): stop writing, and do not complain at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -111,17 +111,34 @@ def produce(ctx, topic: str, key_separator: str | None, progress: bool | None) -
 
 
 def _produce_with_progress(producer, topic, separator, tally, size) -> None:
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, \
-        TransferSpeedColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     from raykafka.cli.output import stderr_console
 
-    columns = [TextColumn("producing"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[messages]} messages")]
+    columns = [
+        TextColumn("producing"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[messages]} messages"),
+    ]
     with Progress(*columns, console=stderr_console(), transient=False) as bar:
         task = bar.add_task("produce", total=size, messages=0)
-        _produce_lines(producer, topic, separator, tally, lambda nbytes, count: bar.update(
-            task, completed=nbytes, messages=count))
+        _produce_lines(
+            producer,
+            topic,
+            separator,
+            tally,
+            lambda nbytes, count: bar.update(task, completed=nbytes, messages=count),
+        )
         bar.update(task, completed=size)
 
 

@@ -82,7 +82,9 @@ def topics() -> None:
 def create(ctx, name: str, partitions: int, replication_factor: int, configs: dict[str, str]) -> None:
     """Create topic NAME (1-249 chars of [a-zA-Z0-9._-])."""
     admin = _admin(ctx)
-    admin.create_topic(name, partitions=partitions, replication_factor=replication_factor, config=configs or None)
+    admin.create_topic(
+        name, partitions=partitions, replication_factor=replication_factor, config=configs or None
+    )
     click.echo(
         f"created topic {name} ({partitions} partition{'s' if partitions != 1 else ''}, "
         f"replication factor {replication_factor})"
@@ -102,9 +104,13 @@ def list_(ctx, as_json: bool) -> None:
     t = output.table("TOPIC", "PARTITIONS", "REPLICATION", "MESSAGES")
     for d in descriptions:
         count = message_count(d)
-        t.add_row(d.name, str(len(d.partitions)), str(replication_factor(d)),
-                  "offline" if count is None else str(count))
-    output.stdout_console().print(t)
+        t.add_row(
+            d.name,
+            str(len(d.partitions)),
+            str(replication_factor(d)),
+            "offline" if count is None else str(count),
+        )
+    output.Printer().print(t)
 
 
 @topics.command("describe")
@@ -118,7 +124,7 @@ def describe(ctx, name: str, as_json: bool) -> None:
     if as_json:
         output.print_json(d)
         return
-    console = output.stdout_console()
+    console = output.Printer()
     console.print(
         f"Topic: {d.name}  partitions: {len(d.partitions)}  replication factor: {replication_factor(d)}"
     )
@@ -130,21 +136,33 @@ def describe(ctx, name: str, as_json: bool) -> None:
 
 
 def partition_table(*descriptions, with_topic: bool):
+    """Rows of partitions; STATUS is offline (no replica answers), under-replicated (ISR smaller
+    than the replica set) or online."""
     columns = ["TOPIC"] if with_topic else []
-    columns += ["PARTITION", "LEADER", "REPLICAS", "LOG-START", "HIGH-WATERMARK", "MESSAGES", "STATUS"]
+    columns += ["PARTITION", "LEADER", "REPLICAS", "ISR", "LOG-START", "HIGH-WATERMARK", "MESSAGES", "STATUS"]
     t = output.table(*columns)
     for d in descriptions:
         for p in d.partitions:
             offline = is_offline(p)
+            isr = getattr(p, "isr_node_ids", None)
+            if isr is None:
+                isr = p.replica_node_ids
+            if offline:
+                state = "[red]offline[/red]"
+            elif len(isr) < len(p.replica_node_ids):
+                state = "[yellow]under-replicated[/yellow]"
+            else:
+                state = "online"
             row = [d.name] if with_topic else []
             row += [
                 str(p.partition),
                 output.short_id(p.leader_node_id),
                 ",".join(output.short_id(n) for n in p.replica_node_ids) or "-",
+                ",".join(output.short_id(n) for n in isr) or "-",
                 "-" if offline else str(p.log_start_offset),
                 "-" if offline else str(p.high_watermark),
                 "-" if offline else str(p.high_watermark - p.log_start_offset),
-                "[red]offline[/red]" if offline else "online",
+                state,
             ]
             t.add_row(*row)
     return t

@@ -24,6 +24,11 @@ protocol (KIP-848) in spirit:
   coordinator restarts: a report of an answer older than one already reported
   is ignored, and one from before the member's current membership only adds
   claims nobody else holds (as a rejoin does), never withdraws any.
+* A coordinator that restarted knows nobody: members rejoin claiming what they
+  still read. Until the group's session timeout has passed since the restart
+  (``recover``), a member is granted only what it claims itself -- a partition
+  nobody claimed may still be read by a member that has not rejoined yet (it
+  fences itself within its session timeout if it cannot).
 * A member silent for its session timeout is removed (its partitions become
   free at once: it is presumed dead), and its commits are refused from then on.
 """
@@ -54,7 +59,8 @@ class Member:
     epoch: int = 0
     join_seq: int = 0  # number of the first answer of this membership
     acked_seq: int = 0  # newest answer the member reported applying
-    unacked: dict[int, frozenset[TopicPartition]] = field(default_factory=dict)  # seq -> granted, not yet applied
+    # answer number -> what it granted, until the member reports applying it (or a later one)
+    unacked: dict[int, frozenset[TopicPartition]] = field(default_factory=dict)
 
     def reading(self) -> set[TopicPartition]:
         """Everything this member may be reading right now, as far as the coordinator can tell."""
@@ -86,6 +92,21 @@ class GroupState:
         self.strategy: str | None = None
         self.partition_counts: dict[str, int] = {}
         self.last_seq = first_seq  # of the newest answer to any member
+        self.recovering_since_ms: int | None = None  # see recover()
+
+    def recover(self, now_ms: int) -> None:
+        """This state replaces one that was lost (the coordinator restarted): members unknown to it
+        may still read partitions, so until the session timeout has passed only claims are granted."""
+        self.recovering_since_ms = now_ms
+
+    def _recovering(self, now_ms: int) -> bool:
+        if self.recovering_since_ms is None:
+            return False
+        hold_ms = max((m.session_timeout_ms for m in self.members.values()), default=0)
+        if now_ms - self.recovering_since_ms > hold_ms:
+            self.recovering_since_ms = None
+            return False
+        return True
 
     # -- membership ------------------------------------------------------------
 
@@ -101,7 +122,9 @@ class GroupState:
     ) -> HeartbeatAnswer:
         """Add (or re-add, after a coordinator restart) a member; rebalances."""
         if strategy not in STRATEGIES:
-            raise InvalidConfig(f"partition_assignment_strategy must be one of {STRATEGIES}, got {strategy!r}")
+            raise InvalidConfig(
+                f"partition_assignment_strategy must be one of {STRATEGIES}, got {strategy!r}"
+            )
         if self.members and self.strategy not in (None, strategy):
             raise InvalidConfig(
                 f"group {self.group_id!r} uses partition_assignment_strategy={self.strategy!r}; "
@@ -121,9 +144,13 @@ class GroupState:
             member.owned = {tp for tp in owned if tp not in taken}
             member.target = set(member.owned)
             member.join_seq, member.acked_seq = self.last_seq + 1, self.last_seq
+            # What it still reads stays with it: no one else reads it (that was checked), so no
+            # one else's target should keep it either (the assignor keeps targets sticky).
+            for other in self.members.values():
+                other.target -= member.owned
         self.members[member_id] = member
         self.rebalance()
-        return self._answer(member)
+        return self._answer(member, now_ms)
 
     def leave(self, member_id: str) -> bool:
         if self.members.pop(member_id, None) is None:
@@ -165,7 +192,7 @@ class GroupState:
             # reads no more than any report of this answer showed, whatever order they came in.
             member.owned &= set(owned)
         # else: a report of an older answer arriving late -- what it shows is out of date.
-        return self._answer(member)
+        return self._answer(member, now_ms)
 
     def set_partition_counts(self, counts: Mapping[str, int]) -> bool:
         """Record topic sizes; rebalances when they changed."""
@@ -201,9 +228,11 @@ class GroupState:
     def _owned_by_others(self, member_id: str) -> set[TopicPartition]:
         return {tp for m in self.members.values() if m.member_id != member_id for tp in m.reading()}
 
-    def _answer(self, member: Member) -> HeartbeatAnswer:
+    def _answer(self, member: Member, now_ms: int) -> HeartbeatAnswer:
         taken = self._owned_by_others(member.member_id)
         assigned = frozenset(tp for tp in member.target if tp not in taken)
+        if self._recovering(now_ms):
+            assigned &= member.reading()  # only its own claims, for now
         self.last_seq += 1
         member.unacked[self.last_seq] = assigned
         return HeartbeatAnswer(

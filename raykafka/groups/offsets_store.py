@@ -58,7 +58,8 @@ class OffsetsStore:
             for buf in frames:
                 for header, payload in iter_frames(buf):
                     batch = decode_record_batch(payload)
-                    for key, value in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+                    keys, values = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+                    for key, value in zip(keys, values, strict=True):
                         self.committed[_tp(key)] = _OFFSET.unpack(value)[0]
                     offset = header.next_offset
                     self._bytes_since_snapshot += header.frame_length

@@ -1,0 +1,273 @@
+"""Replication across nodes on a real multi-node ``ray.cluster_utils.Cluster``.
+
+Each worker node carries a ``raykafka-storage`` label (its "disk"), so replicas
+land on distinct labelled nodes and a node that comes back under a new Ray
+node id with the same label gets its replicas back. Nodes are removed without
+grace (a node crash). The module holds its own Cluster, so it shuts the test
+session's local Ray down first (conftest brings it back for later modules).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+
+import pytest
+
+import raykafka
+from raykafka import Admin, Consumer, Producer, TopicPartition
+from raykafka.errors import RequestTimedOut
+from tests import conftest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    conftest._MULTI_NODE["active"] = True
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    c.workers = {}
+    for i in range(3):
+        c.workers[f"disk-{i}"] = c.add_node(num_cpus=1, labels={"raykafka-storage": f"disk-{i}"})
+    c.wait_for_nodes()
+    ray.init(address=c.address, logging_level="ERROR", log_to_driver=False)
+    yield c
+    ray.shutdown()
+    c.shutdown()
+    conftest._MULTI_NODE["active"] = False
+
+
+@pytest.fixture
+def rkc(cluster, tmp_path):
+    """raykafka on the cluster, in a namespace and data dir of this test's own."""
+    namespace = f"repl-{uuid.uuid4().hex[:8]}"
+    settings = raykafka.connect(namespace=namespace, data_dir=str(tmp_path / "data"))
+    yield settings
+    conftest.kill_namespace(namespace)
+
+
+def node_of(cluster, node_id: str):
+    for label, node in cluster.workers.items():
+        if node.node_id == node_id:
+            return label, node
+    raise AssertionError(f"{node_id} is not a worker node")
+
+
+def crash_node(cluster, node_id: str) -> str:
+    label, node = node_of(cluster, node_id)
+    cluster.remove_node(node, allow_graceful=False)
+    del cluster.workers[label]
+    return label
+
+
+def restore_node(cluster, label: str):
+    cluster.workers[label] = cluster.add_node(num_cpus=1, labels={"raykafka-storage": label})
+    cluster.wait_for_nodes()
+    return cluster.workers[label]
+
+
+class SteadyProducer:
+    """Sends numbered messages with acks="all" from a thread; remembers what was acknowledged."""
+
+    def __init__(self, topic: str, partition: int = 0):
+        self.topic, self.partition = topic, partition
+        self.producer = Producer(acks="all", linger_ms=1, request_timeout_ms=30000)
+        self.acked: dict[int, bytes] = {}
+        self.ack_times: list[float] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            value = f"m-{i}".encode()
+            try:
+                meta = self.producer.send(self.topic, value, partition=self.partition).result(timeout=60)[0]
+                self.acked[meta.offset] = value
+                self.ack_times.append(time.monotonic())
+            except Exception as exc:  # noqa: BLE001 - recorded and asserted on by the test
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            i += 1
+            time.sleep(0.005)
+
+    def wait_for_acks(self, count: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.acked) < count:
+            assert time.monotonic() < deadline, f"only {len(self.acked)} acks; errors {self.errors[-3:]}"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=90)
+        self.producer.close()
+
+
+def read_all(topic: str, partition: int, expected: int, timeout_s: float = 60) -> dict[int, bytes]:
+    consumer = Consumer(group_id=None, auto_offset_reset="earliest")
+    consumer.assign([TopicPartition(topic, partition)])
+    got: dict[int, bytes] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(got) < expected and time.monotonic() < deadline:
+        table = consumer.poll_batch(timeout_s=1.0)
+        for offset, value in zip(table.column("offset").to_pylist(), table.column("value").to_pylist(), strict=True):
+            assert offset not in got, f"offset {offset} read twice"
+            got[offset] = value
+    consumer.close()
+    return got
+
+
+def kill_topic_manager(settings) -> None:
+    import ray
+
+    from raykafka.actors.naming import TOPIC_MANAGER_NAME
+
+    manager = ray.get_actor(TOPIC_MANAGER_NAME, namespace=settings.namespace)
+    pid = ray.get(manager.ping.remote())["pid"]
+    # the manager runs on the head node, i.e. on this machine
+    os.kill(pid, signal.SIGKILL)
+
+
+def test_placement_spreads_replicas_and_leaders(rkc):
+    admin = Admin()
+    description = admin.create_topic("spread", partitions=3, replication_factor=3)
+    workers = {n["NodeID"] for n in _workers(rkc)}
+    leaders = [p.leader_node_id for p in description.partitions]
+    assert len(set(leaders)) == 3, "one leader per node"
+    for p in description.partitions:
+        assert set(p.replica_node_ids) == workers
+        assert sorted(p.isr_node_ids) == sorted(workers)
+    with pytest.raises(raykafka.errors.InvalidConfig, match="replication_factor=4"):
+        admin.create_topic("too-many", partitions=1, replication_factor=4)
+
+
+def _workers(settings):
+    import ray
+
+    return [n for n in ray.nodes() if n["Alive"] and n.get("Labels", {}).get("raykafka-storage")]
+
+
+def test_leader_node_crash_loses_no_acknowledged_message(cluster, rkc):
+    """RF 3, min.insync.replicas 2, acks=all: the leader's node dies mid-stream; producing
+    resumes by itself; every acknowledged message is read exactly once at its offset, in order.
+    The topic manager is killed too, right after the election."""
+    admin = Admin()
+    description = admin.create_topic("orders", partitions=1, replication_factor=3,
+                                      config={"min.insync.replicas": "2"})
+    leader_node = description.partitions[0].leader_node_id
+    producer = SteadyProducer("orders")
+    producer.wait_for_acks(100, timeout_s=60)
+    before = len(producer.acked)
+    crashed_at = time.monotonic()
+    label = crash_node(cluster, leader_node)
+    producer.wait_for_acks(before + 50, timeout_s=60)
+    first_ack_after = min(t for t in producer.ack_times if t > crashed_at)
+    kill_topic_manager(rkc)
+    producer.wait_for_acks(len(producer.acked) + 50, timeout_s=60)
+    producer.stop()
+    assert producer.errors == []
+    after = admin.describe_topic("orders").partitions[0]
+    assert after.leader_node_id != leader_node
+    assert after.leader_epoch >= 1
+    got = read_all("orders", 0, len(producer.acked))
+    for offset, value in producer.acked.items():
+        assert got.get(offset) == value, f"acknowledged offset {offset} lost or changed"
+    offsets = sorted(got)
+    assert offsets == list(range(offsets[0], offsets[-1] + 1)), "offsets are contiguous"
+    print(f"failover: first acks=all produce {first_ack_after - crashed_at:.2f} s after the crash")
+    restore_node(cluster, label)
+
+
+def test_follower_loss_shrinks_isr_then_reassignment_catches_up(cluster, rkc):
+    admin = Admin()
+    description = admin.create_topic("logs", partitions=1, replication_factor=2)
+    part = description.partitions[0]
+    follower_node = next(n for n in part.replica_node_ids if n != part.leader_node_id)
+    with Producer(acks="all") as producer:
+        for i in range(200):
+            producer.send("logs", f"a-{i}".encode())
+    label = crash_node(cluster, follower_node)
+    deadline = time.monotonic() + 30
+    while len(admin.describe_topic("logs").partitions[0].isr_node_ids) != 1:
+        assert time.monotonic() < deadline, "the ISR did not shrink"
+        time.sleep(0.2)
+    with Producer(acks="all") as producer:  # min.insync.replicas=1: goes on with the leader alone
+        for i in range(200, 400):
+            producer.send("logs", f"a-{i}".encode())
+    fresh = restore_node(cluster, f"{label}-new")  # a new node with a new disk
+    del cluster.workers[f"{label}-new"]
+    cluster.workers[label] = fresh
+    moved = admin.reassign_partitions("logs", {0: [part.leader_node_id, fresh.node_id]})
+    assert sorted(moved.partitions[0].replica_node_ids) == sorted([part.leader_node_id, fresh.node_id])
+    assert sorted(moved.partitions[0].isr_node_ids) == sorted([part.leader_node_id, fresh.node_id])
+    # the new replica holds the whole log: make it the only one left and read everything from it
+    moved = admin.reassign_partitions("logs", {0: [fresh.node_id]})
+    assert moved.partitions[0].leader_node_id == fresh.node_id
+    got = read_all("logs", 0, 400)
+    assert [got[o] for o in range(400)] == [f"a-{i}".encode() for i in range(400)]
+
+
+def test_unreplicated_partition_offline_then_back_with_its_data(cluster, rkc):
+    admin = Admin()
+    description = admin.create_topic("single", partitions=3, replication_factor=1)
+    with Producer() as producer:
+        for p in range(3):
+            producer.send("single", f"keep-{p}".encode(), partition=p)
+    victim = description.partitions[0].leader_node_id
+    others = [p.partition for p in description.partitions if p.leader_node_id != victim]
+    label = crash_node(cluster, victim)
+    deadline = time.monotonic() + 30
+    while not admin.describe_topic("single").partitions[0].offline:  # its process dies within ~2 s
+        assert time.monotonic() < deadline, "partition 0 still answers after its node crashed"
+        time.sleep(0.5)
+    started = time.monotonic()
+    with pytest.raises(RequestTimedOut):
+        Producer(request_timeout_ms=3000).send("single", b"lost", partition=0).result(timeout=30)
+    assert time.monotonic() - started < 15, "fails within the request timeout (plus detection), not hangs"
+    with Producer() as producer:  # the other partitions keep working
+        for p in others:
+            producer.send("single", f"more-{p}".encode(), partition=p).result(timeout=30)
+    restore_node(cluster, label)  # same disk label, new Ray node id
+    deadline = time.monotonic() + 60
+    while admin.describe_topic("single").partitions[0].offline:
+        assert time.monotonic() < deadline, "partition 0 did not come back"
+        time.sleep(0.5)
+    assert read_all("single", 0, 1) == {0: b"keep-0"}
+
+
+def test_group_consumes_across_failover_without_skipping(cluster, rkc):
+    admin = Admin()
+    admin.create_topic("events", partitions=2, replication_factor=3, config={"min.insync.replicas": "2"})
+    sent = []
+    with Producer(acks="all") as producer:
+        for i in range(300):
+            sent.append(f"e-{i}".encode())
+            producer.send("events", sent[-1], partition=i % 2)
+    consumer = Consumer(group_id="g", auto_offset_reset="earliest", heartbeat_interval_ms=200,
+                        session_timeout_ms=5000)
+    consumer.subscribe(["events"])
+    seen = []
+    deadline = time.monotonic() + 60
+    while len(seen) < 150 and time.monotonic() < deadline:
+        seen += consumer.poll_batch(max_messages=50, timeout_s=1.0).column("value").to_pylist()
+    leader = admin.describe_topic("events").partitions[0].leader_node_id
+    label = crash_node(cluster, leader)
+    with Producer(acks="all") as producer:
+        for i in range(300, 400):
+            sent.append(f"e-{i}".encode())
+            producer.send("events", sent[-1], partition=i % 2)
+    deadline = time.monotonic() + 90
+    while set(seen) != set(sent) and time.monotonic() < deadline:
+        seen += consumer.poll_batch(timeout_s=1.0).column("value").to_pylist()
+    consumer.close()
+    assert set(seen) == set(sent), f"missing {len(set(sent) - set(seen))} messages"
+    restore_node(cluster, label)
