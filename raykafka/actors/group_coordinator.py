@@ -25,6 +25,7 @@ from raykafka.actors.partition import resolve_data_dir
 from raykafka.errors import GroupNotEmpty, UnknownTopic
 from raykafka.groups.membership import GroupState, UnknownMember
 from raykafka.groups.offsets_store import OffsetsStore
+from raykafka.metrics import GroupMetrics
 from raykafka.types import GroupDescription, MemberDescription, TopicPartition
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ EXPIRY_CHECK_INTERVAL_MS = 100
 METADATA_REFRESH_INTERVAL_MS = 2_000
 #: How long describe waits for one partition actor's offsets.
 OFFSETS_TIMEOUT_S = 5.0
+#: How often the consumer-lag gauges are refreshed.
+LAG_METRIC_INTERVAL_MS = 2_000
 
 
 def now_ms() -> int:
@@ -62,6 +65,8 @@ class GroupCoordinator:
         self.lock = asyncio.Lock()
         self._background: asyncio.Task | None = None
         self._leaders: dict[str, list] = {}
+        self.metrics = GroupMetrics(group_id)
+        self._generation_seen = 0
 
     def _start_background(self) -> None:
         if self._background is None:
@@ -85,11 +90,22 @@ class GroupCoordinator:
                 self._leaders[topic] = meta["leaders"]
         self.state.set_partition_counts(counts)
 
+    def _count_rebalances(self) -> None:
+        if self.state.generation != self._generation_seen:
+            self.metrics.rebalances.inc(self.state.generation - self._generation_seen, {"group": self.group_id})
+            self._generation_seen = self.state.generation
+
     async def _maintain(self) -> None:
         last_refresh = 0
+        last_lag = 0
         while True:
             await asyncio.sleep(EXPIRY_CHECK_INTERVAL_MS / 1000)
+            self._count_rebalances()
             try:
+                if now_ms() - last_lag >= LAG_METRIC_INTERVAL_MS and self.store.committed:
+                    last_lag = now_ms()
+                    for tp, lag in (await self._lag(dict(self.store.committed))).items():
+                        self.metrics.set_lag(tp.topic, tp.partition, lag)
                 async with self.lock:
                     gone = self.state.expire(now_ms())
                     if gone:
@@ -183,6 +199,17 @@ class GroupCoordinator:
             ]
             committed = dict(self.store.committed)
             state, generation = self.state.state(), self.state.generation
+        return GroupDescription(
+            group_id=self.group_id,
+            state=state,
+            generation=generation,
+            members=members,
+            committed=committed,
+            lag=await self._lag(committed),
+        )
+
+    async def _lag(self, committed: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """High watermark minus committed offset, for the partitions whose leader answers."""
         lag = {}
         for topic in sorted({tp.topic for tp in committed}):
             meta = await self._topic_metadata(topic)
@@ -197,14 +224,7 @@ class GroupCoordinator:
             for tp, found in zip(tps, ends, strict=True):
                 if not isinstance(found, BaseException):
                     lag[tp] = max(0, found[1] - committed[tp])
-        return GroupDescription(
-            group_id=self.group_id,
-            state=state,
-            generation=generation,
-            members=members,
-            committed=committed,
-            lag=lag,
-        )
+        return lag
 
     async def pid(self) -> int:
         """This actor's process id (for operators, and for tests that kill it)."""

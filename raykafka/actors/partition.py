@@ -39,6 +39,7 @@ import ray
 from raykafka.actors.naming import TOPIC_MANAGER_NAME
 from raykafka.actors.replication import LeaderReplication
 from raykafka.actors.sequencing import Sequencer
+from raykafka.metrics import PartitionMetrics
 from raykafka.errors import (
     CorruptRecord,
     FencedLeader,
@@ -78,10 +79,14 @@ def resolve_data_dir(data_dir: str | None) -> Path:
 
 
 def replica_directory(data_dir: Path, topic: str, partition: int, replica_id: str) -> Path:
-    """``<data_dir>/replicas/<topic>-<partition>-<replica_id>``, never outside data_dir."""
+    """``<data_dir>/replicas/<topic>-<partition>/<replica_id>``, never outside data_dir.
+
+    ``<topic>-<partition>`` is at most 249 + 1 + 4 characters (Kafka's limits), within a
+    file name's 255; the replica id gets a level of its own for that reason.
+    """
     root = (data_dir / "replicas").resolve()
-    path = (root / f"{topic}-{partition}-{replica_id}").resolve()
-    if path.parent != root:  # a validated topic name cannot do this; refuse anyway
+    path = (root / f"{topic}-{partition}" / replica_id).resolve()
+    if path.parent.parent != root:  # a validated topic name cannot do this; refuse anyway
         raise ValueError(f"replica directory {path} would lie outside {root}")
     return path
 
@@ -121,6 +126,7 @@ class PartitionActor:
         self._leading: LeaderReplication | None = None
         self._hw_moved = asyncio.Event()
         self._sequencer = Sequencer(self.name)
+        self.metrics = PartitionMetrics(topic, partition)
         if self.log.recovery_truncated_bytes:
             logger.warning(
                 "%s: recovery cut %d bytes of torn or corrupt tail; log ends at offset %d",
@@ -234,14 +240,17 @@ class PartitionActor:
         sync: bool = False,
         acks: int | str = 1,
         timeout_ms: int = 30_000,
+        first_unacked: int | None = None,
     ) -> tuple[int, int]:
         """Append one record batch; return ``(base_offset, log_append_time_ms or -1)``.
 
         ``payload`` is the Arrow IPC message of one batch in RECORD_SCHEMA. With a
-        ``producer_id``, batches are appended in ``seq`` order per producer.
+        ``producer_id``, batches are appended in ``seq`` order per producer
+        (``first_unacked``: the producer's lowest unanswered seq, see sequencing).
         ``acks="all"`` answers once every in-sync replica holds the batch. ``sync``
         forces an fsync first (group-committed with every append waiting).
         """
+        started = time.perf_counter()
         self._require_leader()
         if acks == "all" and self._leading.tracker.in_sync_count() < self.min_insync_replicas:
             raise NotEnoughReplicas(
@@ -252,11 +261,15 @@ class PartitionActor:
         if producer_id is None:
             base, append_time, end = self._append_now(payload)
         else:
-            base, append_time, end = await self._sequencer.run(producer_id, seq, lambda: self._append_now(payload))
+            first = seq if first_unacked is None else first_unacked
+            base, append_time, end = await self._sequencer.run(
+                producer_id, seq, first, lambda: self._append_now(payload), timeout_ms
+            )
         if sync or self.log.flush_due():
             await self._sync_through(end)
         if acks == "all":
             await self._wait_replicated(end, timeout_ms)
+        self.metrics.appended(end - base, len(payload), (time.perf_counter() - started) * 1000)
         return base, append_time
 
     def _append_now(self, payload) -> tuple[int, int, int]:
@@ -385,6 +398,7 @@ class PartitionActor:
             self._require_leader()
         if offset >= self.high_watermark:
             return [], self.log.log_start_offset, self.high_watermark
+        started = time.perf_counter()
         try:
             frames = self.log.read(offset, max_bytes, max_offset=self.high_watermark)
         except LogOffsetOutOfRange:  # retention or delete_records moved the start meanwhile
@@ -395,6 +409,7 @@ class PartitionActor:
                 f"{self.name} at offset {offset}: stored data failed its CRC and was not returned ({exc}); "
                 f"seek past it or restore the replica"
             ) from None
+        self.metrics.fetched(*_count_frames(frames, offset), (time.perf_counter() - started) * 1000)
         return frames, self.log.log_start_offset, self.high_watermark
 
     def _check_offset(self, offset: int) -> None:
@@ -490,6 +505,7 @@ class PartitionActor:
         while True:
             await asyncio.sleep(interval_ms / 1000)
             try:
+                self.metrics.offsets(self.log.log_start_offset, self.log.log_end_offset, self.high_watermark)
                 if self.log.flush_due():
                     await self._sync_through(self.log.log_end_offset)
                 deleted = self.log.apply_retention()
@@ -497,3 +513,13 @@ class PartitionActor:
                     logger.info("%s: retention deleted %d segment(s)", self.name, deleted)
             except Exception:  # keep maintaining; the next round retries
                 logger.exception("%s: maintenance failed", self.name)
+
+
+def _count_frames(frames: list, from_offset: int) -> tuple[int, int]:
+    """Records at or after ``from_offset`` and bytes in a fetch response (headers only, no CRC)."""
+    records = nbytes = 0
+    for buf in frames:
+        nbytes += len(buf)
+        for header, _ in iter_frames(buf, verify=False):
+            records += header.next_offset - max(header.base_offset, from_offset)
+    return records, nbytes

@@ -242,6 +242,7 @@ class Producer:
         self._in_flight: dict[tuple[str, int], int] = {}
         self._in_flight_batches: dict[int, tuple[_Batch, object]] = {}
         self._next_seq: dict[tuple[str, int], int] = {}
+        self._unacked: dict[tuple[str, int], set[int]] = {}  # sent, not yet answered, per partition
         self._buffered_bytes = 0
         self._unfinished = 0
         self._errors: list[BaseException] = []
@@ -572,6 +573,7 @@ class Producer:
                     if batch.seq < 0:
                         batch.seq = self._next_seq.get(slot, 0)
                         self._next_seq[slot] = batch.seq + 1
+                        self._unacked.setdefault(slot, set()).add(batch.seq)
             for batch in sendable:
                 self._ship(batch)
 
@@ -584,8 +586,11 @@ class Producer:
                 self._refresh(state)
             leader = state.leaders[batch.partition]
             batch.attempts += 1
+            with self._lock:
+                first_unacked = min(self._unacked[(batch.topic, batch.partition)])
             ref = leader.append.remote(
-                batch.payload, self._producer_id, batch.seq, False, self.acks, self.request_timeout_ms
+                batch.payload, self._producer_id, batch.seq, False, self.acks, self.request_timeout_ms,
+                first_unacked,
             )
         except Exception as exc:  # encoding or submission failed: the batch fails, others go on
             self._complete(batch, error=unwrap(exc))
@@ -639,7 +644,9 @@ class Producer:
             state = self._topics.get(batch.topic)
             if state is not None:
                 state.stale = True  # the sender re-reads the leaders before resending
+            # Retries go first, in sequence order (they fail in any order); unsent batches keep FIFO.
             self._ready.appendleft(batch)
+            self._ready = deque(sorted(self._ready, key=lambda b: (b.seq < 0, max(b.seq, 0))))
             self._wakeup.notify()
 
     def _expire_in_flight_locked(self, now: float) -> None:
@@ -662,6 +669,7 @@ class Producer:
             self._finish_locked(batch, base, append_time, error)
 
     def _finish_locked(self, batch: _Batch, base: int = -1, append_time: int = -1, error=None) -> None:
+        self._unacked.get((batch.topic, batch.partition), set()).discard(batch.seq)
         self._buffered_bytes -= batch.nbytes
         self._unfinished -= 1
         if error is not None:

@@ -9,7 +9,7 @@ import click
 from raykafka.cli.context import CliError
 
 
-@click.command()
+@click.command(short_help="Throughput and latency benchmark.")
 @click.option("--quick", is_flag=True, help="A short run (seconds, not minutes).")
 def bench(quick: bool) -> int:
     """Measure produce/consume throughput and latency (needs raykafka.bench)."""

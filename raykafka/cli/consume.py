@@ -42,7 +42,7 @@ class _StopFlag:
         self.set = True
 
 
-@click.command()
+@click.command(short_help="Print messages of TOPIC, one value per line.")
 @click.argument("topic")
 @click.option(
     "--group",

@@ -8,7 +8,9 @@
   first (``ray.init`` retries an unreachable address for minutes), then calls
   ``ray.init(logging_level="ERROR", log_to_driver=False)`` with file descriptor 2
   redirected to a temporary file, so Ray's startup logs (Python and C++) reach
-  neither stdout nor stderr; they are read back only to explain a failure.
+  neither stdout nor stderr; they are read back only to explain a failure. Messages the
+  cluster pushes to drivers later (Ray prints them on stdout) are dropped, see
+  ``_quiet_cluster_messages``.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class CliContext:
 
         if not ray.is_initialized():
             _probe(self.address)
+            _quiet_cluster_messages()
             with _capture_fd2() as captured:
                 try:
                     ray.init(
@@ -70,6 +73,31 @@ class CliContext:
                     raise CliError(_explain_init_failure(self.address, exc, captured())) from exc
         raykafka.connect(address=self.address, namespace=self.namespace)
         self.connected = True
+
+
+def _quiet_cluster_messages() -> None:
+    """Keep the cluster's pushed messages off stdout.
+
+    A Ray driver prints messages the cluster publishes (e.g. ``(raylet) WARNING: N worker
+    processes have been started``) on *stdout*, whatever ``log_to_driver`` says, which would
+    corrupt ``consume`` output and ``--json``. The CLI drops them (``RAYKAFKA_DEBUG=1``: to stderr).
+    Ray private API, so best effort: if Ray changes, they are printed as before.
+    """
+    try:
+        from ray._private import worker as ray_worker
+
+        print_worker_logs = ray_worker.print_worker_logs
+    except (ImportError, AttributeError):
+        return
+    from raykafka.cli.output import debug_enabled
+
+    def to_stderr_or_nowhere(data, ignore_prefix: bool) -> None:
+        if debug_enabled():
+            import sys
+
+            print_worker_logs(data, sys.stderr, ignore_prefix)
+
+    ray_worker.print_to_stdstream = to_stderr_or_nowhere
 
 
 def _host_port(address: str | None) -> tuple[str, int] | None:

@@ -46,7 +46,7 @@ def groups() -> None:
     """List, describe and delete consumer groups."""
 
 
-@groups.command("list")
+@groups.command("list", short_help="Groups with state and total lag.")
 @click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.pass_context
 def list_(ctx, as_json: bool) -> None:
@@ -59,7 +59,7 @@ def list_(ctx, as_json: bool) -> None:
     output.Printer().print(groups_table(descriptions))
 
 
-@groups.command("describe")
+@groups.command("describe", short_help="Members, committed offsets, lag.")
 @click.argument("group_id", metavar="GROUP")
 @click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.pass_context
@@ -99,7 +99,7 @@ def describe(ctx, group_id: str, as_json: bool) -> None:
         console.print(mt)
 
 
-@groups.command("delete")
+@groups.command("delete", short_help="Delete a group's offsets.")
 @click.argument("group_id", metavar="GROUP")
 @click.pass_context
 def delete(ctx, group_id: str) -> None:

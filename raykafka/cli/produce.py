@@ -70,7 +70,7 @@ def _stdin_size() -> int | None:
     return max(0, st.st_size - position)
 
 
-@click.command()
+@click.command(short_help="Send stdin lines to TOPIC, one message each.")
 @click.argument("topic")
 @click.option(
     "--key-separator",

@@ -28,7 +28,7 @@ def ray_nodes() -> list[dict]:
     return sorted(nodes, key=lambda n: (not n["is_head"], not n["alive"], n["node_id"] or ""))
 
 
-@click.command()
+@click.command(short_help="Nodes, topics, offline partitions, groups.")
 @click.option(
     "--json",
     "as_json",

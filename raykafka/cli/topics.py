@@ -73,7 +73,7 @@ def topics() -> None:
     """Create, list, describe, alter and delete topics."""
 
 
-@topics.command("create")
+@topics.command("create", short_help="Create a topic.")
 @click.argument("name")
 @click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--replication-factor", type=click.IntRange(min=1), default=1, show_default=True)
@@ -91,7 +91,7 @@ def create(ctx, name: str, partitions: int, replication_factor: int, configs: di
     )
 
 
-@topics.command("list")
+@topics.command("list", short_help="Topics, partitions, messages.")
 @click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.pass_context
 def list_(ctx, as_json: bool) -> None:
@@ -113,7 +113,7 @@ def list_(ctx, as_json: bool) -> None:
     output.Printer().print(t)
 
 
-@topics.command("describe")
+@topics.command("describe", short_help="Partitions and config of a topic.")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.pass_context
@@ -168,7 +168,7 @@ def partition_table(*descriptions, with_topic: bool):
     return t
 
 
-@topics.command("delete")
+@topics.command("delete", short_help="Delete a topic and its data.")
 @click.argument("name")
 @click.pass_context
 def delete(ctx, name: str) -> None:
@@ -177,7 +177,7 @@ def delete(ctx, name: str) -> None:
     click.echo(f"deleted topic {name}")
 
 
-@topics.command("alter")
+@topics.command("alter", short_help="Set topic config keys.")
 @click.argument("name")
 @config_option
 @click.pass_context
