@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from raykafka import Admin, Consumer, Message, MessageSet, Producer, TopicPartition
+from raykafka.actors.naming import TOPIC_MANAGER_NAME
 from raykafka.errors import MessageTooLarge, OffsetOutOfRange, UnknownTopic
 from raykafka.topic_config import TOPIC_CONFIG_KEYS
 
@@ -31,6 +32,15 @@ def wait_ready(admin: Admin, topic: str, timeout_s: float = 60):
         if all(p.high_watermark >= 0 for p in desc.partitions) or time.monotonic() > deadline:
             return desc
         time.sleep(0.2)
+
+
+def replica_directories(rk, topic: str) -> list[Path]:
+    """Where each partition's leader keeps its files (from the actor itself)."""
+    import ray
+
+    manager = ray.get_actor(TOPIC_MANAGER_NAME, namespace=rk.namespace)
+    leaders = ray.get(manager.topic_metadata.remote(topic))["leaders"]
+    return [Path(ray.get(handle.info.remote())["directory"]) for handle in leaders]
 
 
 def read_partition(topic: str, partition: int, count: int, offset: int | None = None,
@@ -215,7 +225,10 @@ def test_recreated_topic_is_empty(rk, topic_name):
     admin.create_topic(topic, partitions=2, config={"retention.ms": "60000"})
     with Producer() as producer:
         assert produce(producer, topic, [b"old-1", b"old-2"]) == [0, 1]
+    old_dirs = replica_directories(rk, topic)
+    assert len(old_dirs) == 2 and all(d.is_dir() for d in old_dirs)
     admin.delete_topic(topic)
+    assert not any(d.exists() for d in old_dirs)  # the data is gone from disk
     admin.create_topic(topic, partitions=1)
     desc = wait_ready(admin, topic)
     assert len(desc.partitions) == 1
@@ -224,6 +237,6 @@ def test_recreated_topic_is_empty(rk, topic_name):
     with Producer() as producer:
         assert produce(producer, topic, [b"new"]) == [0]
     assert read_partition(topic, 0, 1).column("value").to_pylist() == [b"new"]
-    # and the old data is gone from disk: one replica directory is left
-    replicas = Path(rk.data_dir) / "replicas"
-    assert len([d for d in replicas.iterdir() if d.name.startswith(topic + "-")]) == 1
+    [new_dir] = replica_directories(rk, topic)
+    assert new_dir not in old_dirs
+    assert new_dir.resolve().is_relative_to((Path(rk.data_dir) / "replicas").resolve())

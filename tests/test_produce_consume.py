@@ -13,11 +13,11 @@ import zlib
 
 import pyarrow as pa
 import pytest
-from conftest import kill_namespace
 
 import raykafka
 from raykafka import Admin, Consumer, Message, MessageSet, Producer, RecordMetadata, TopicPartition
 from raykafka.errors import OffsetOutOfRange
+from tests.conftest import kill_namespace
 
 TIMEOUT_S = 30
 
@@ -135,44 +135,6 @@ def test_message_set_of_many_keeps_order_and_fields(topic):
     assert consumer.poll(timeout_s=0.2) is None
 
 
-def test_send_value_key_headers_partition(rk, topic_name):
-    topic = topic_name()
-    Admin().create_topic(topic, partitions=3)
-    sent = []
-    with Producer(linger_ms=20) as producer:
-        futures = []
-        for i in range(30):
-            partition = i % 3
-            key = None if i % 4 == 0 else b"key-%d" % i
-            headers = {"n": str(i).encode()} if i % 2 else None
-            value = b"value-%d" % i
-            futures.append(producer.send(topic, value, key=key, headers=headers, partition=partition,
-                                         timestamp_ms=10_000 + i))
-            sent.append((partition, 10_000 + i, key, value, headers))
-        results = [f.result(TIMEOUT_S) for f in futures]
-    assert all(len(r) == 1 for r in results)
-    mds = [r[0] for r in results]
-    # offsets per partition: exactly 0..9, in send order
-    for p in range(3):
-        assert [md.offset for md in mds if md.partition == p] == list(range(10))
-    assert [md.partition for md in mds] == [i % 3 for i in range(30)]
-    assert [md.timestamp_ms for md in mds] == [10_000 + i for i in range(30)]
-
-    consumer = reader(*(TopicPartition(topic, p) for p in range(3)))
-    table = consume(consumer, 30)
-    got = sorted(rows(table), key=lambda r: (r[0], r[1]))
-    expected = sorted(
-        ((p, md.offset, ts, k, v, h) for (p, ts, k, v, h), md in zip(sent, mds, strict=True)),
-        key=lambda r: (r[0], r[1]),
-    )
-    assert got == expected
-    assert table.column("topic").to_pylist() == [topic] * 30
-    # within each partition the records come in offset order
-    for p in range(3):
-        offsets = [r[1] for r in rows(table) if r[0] == p]
-        assert offsets == list(range(10))
-
-
 def test_send_batch_round_trip_and_schema(topic):
     headers_type = pa.map_(pa.string(), pa.binary())
     table = pa.table(
@@ -212,58 +174,108 @@ def test_send_batch_round_trip_and_schema(topic):
     assert [(f.name, f.type) for f in empty.schema] == CONSUMER_COLUMNS
 
 
-def test_send_batch_keyed_rows_split_by_key_hash(rk, topic_name):
-    topic = topic_name()
-    Admin().create_topic(topic, partitions=3)
+@pytest.fixture(scope="module")
+def multi(shared):
+    """One 4-partition topic shared by the tests below (each reads from the log ends it starts at)."""
+    namespace, data_dir = shared
+    raykafka.connect(namespace=namespace, data_dir=data_dir)
+    name = f"multi-{uuid.uuid4().hex[:8]}"
+    Admin().create_topic(name, partitions=4)
+    return name
+
+
+def log_ends(topic: str, partitions: int = 4) -> dict[int, int]:
+    admin = Admin()
+    return {p: admin.list_offsets(topic, p, "latest") for p in range(partitions)}
+
+
+def from_ends(topic: str, ends: dict[int, int]) -> Consumer:
+    return reader(*(TopicPartition(topic, p, offset=o) for p, o in ends.items()))
+
+
+def test_send_value_key_headers_partition(rk, multi):
+    ends = log_ends(multi)
+    sent = []
+    with Producer(linger_ms=20) as producer:
+        futures = []
+        for i in range(30):
+            partition = i % 3
+            key = None if i % 4 == 0 else b"key-%d" % i
+            headers = {"n": str(i).encode()} if i % 2 else None
+            value = b"value-%d" % i
+            futures.append(producer.send(multi, value, key=key, headers=headers, partition=partition,
+                                         timestamp_ms=10_000 + i))
+            sent.append((partition, 10_000 + i, key, value, headers))
+        results = [f.result(TIMEOUT_S) for f in futures]
+    assert all(len(r) == 1 for r in results)
+    mds = [r[0] for r in results]
+    assert {md.topic for md in mds} == {multi}
+    assert [md.partition for md in mds] == [i % 3 for i in range(30)]  # partition= wins over the key
+    # offsets per partition: exactly the next 10, in send order
+    for p in range(3):
+        assert [md.offset for md in mds if md.partition == p] == list(range(ends[p], ends[p] + 10))
+    assert [md.timestamp_ms for md in mds] == [10_000 + i for i in range(30)]
+
+    table = consume(from_ends(multi, ends), 30)
+    got = sorted(rows(table), key=lambda r: (r[0], r[1]))
+    expected = sorted(
+        ((p, md.offset, ts, k, v, h) for (p, ts, k, v, h), md in zip(sent, mds, strict=True)),
+        key=lambda r: (r[0], r[1]),
+    )
+    assert got == expected
+    assert table.column("topic").to_pylist() == [multi] * 30
+    for p in range(3):  # within each partition the records come in offset order
+        assert [r[1] for r in rows(table) if r[0] == p] == list(range(ends[p], ends[p] + 10))
+
+
+def test_send_batch_keyed_rows_split_by_key_hash(rk, multi):
+    ends = log_ends(multi)
     keys = [b"user-%d" % i for i in range(12)]
     values = [b"v%d" % i for i in range(12)]
     with Producer() as producer:
-        mds = producer.send_batch(topic, pa.table({"key": keys, "value": values})).result(TIMEOUT_S)
+        mds = producer.send_batch(multi, pa.table({"key": keys, "value": values})).result(TIMEOUT_S)
     assert len(mds) == 12
-    expected_partitions = [zlib.crc32(k) % 3 for k in keys]
+    expected_partitions = [zlib.crc32(k) % 4 for k in keys]
     assert len(set(expected_partitions)) > 1
     # metadata comes back in row order, each row where its key hashes, offsets contiguous per partition
-    by_value = {}
-    for p in range(3):
+    where = {}
+    for p in range(4):
         in_p = [v for v, ep in zip(values, expected_partitions, strict=True) if ep == p]
-        for offset, v in enumerate(in_p):
-            by_value[v] = (p, offset)
-    assert [(md.partition, md.offset) for md in mds] == [by_value[v] for v in values]
+        for i, v in enumerate(in_p):
+            where[v] = (p, ends[p] + i)
+    assert [(md.partition, md.offset) for md in mds] == [where[v] for v in values]
 
-    table = consume(reader(*(TopicPartition(topic, p) for p in range(3))), 12)
+    table = consume(from_ends(multi, ends), 12)
     assert {(r[0], r[1], r[3], r[4]) for r in rows(table)} == {
-        (*by_value[v], k, v) for k, v in zip(keys, values, strict=True)
+        (*where[v], k, v) for k, v in zip(keys, values, strict=True)
     }
 
 
-def test_keyed_messages_go_to_crc32_partition(rk, topic_name):
-    topic = topic_name()
-    Admin().create_topic(topic, partitions=4)
+def test_keyed_messages_go_to_crc32_partition(rk, multi):
+    ends = log_ends(multi)
     keys = [b"key-%d" % i for i in range(40)]
     placements = []
     for _ in range(2):  # two producers: the same key lands on the same partition
         with Producer() as producer:
-            futures = [producer.send(topic, b"v", key=k) for k in keys]
+            futures = [producer.send(multi, b"v", key=k) for k in keys]
             placements.append([f.result(TIMEOUT_S)[0].partition for f in futures])
     assert placements[0] == placements[1] == [zlib.crc32(k) % 4 for k in keys]
     assert len(set(placements[0])) == 4
 
-    table = consume(reader(*(TopicPartition(topic, p) for p in range(4))), 80)
+    table = consume(from_ends(multi, ends), 80)
     for r in rows(table):
         assert r[0] == zlib.crc32(r[3]) % 4
 
 
-def test_unkeyed_messages_are_all_delivered_once(rk, topic_name):
-    topic = topic_name()
-    Admin().create_topic(topic, partitions=3)
+def test_unkeyed_messages_are_all_delivered_once(rk, multi):
+    ends = log_ends(multi)
     with Producer(linger_ms=1) as producer:
-        futures = [producer.send(topic, b"u%03d" % i) for i in range(60)]
+        futures = [producer.send(multi, b"u%03d" % i) for i in range(60)]
         mds = [f.result(TIMEOUT_S)[0] for f in futures]
-    for p in range(3):
-        assert sorted(md.offset for md in mds if md.partition == p) == list(
-            range(sum(md.partition == p for md in mds))
-        )
-    table = consume(reader(*(TopicPartition(topic, p) for p in range(3))), 60)
+    for p in range(4):
+        count = sum(md.partition == p for md in mds)
+        assert sorted(md.offset for md in mds if md.partition == p) == list(range(ends[p], ends[p] + count))
+    table = consume(from_ends(multi, ends), 60)
     got = {(r[0], r[1]): r[4] for r in rows(table)}
     assert got == {(md.partition, md.offset): b"u%03d" % i for i, md in enumerate(mds)}
 
@@ -375,7 +387,8 @@ def test_log_append_time_overrides_timestamps(rk, topic_name):
         mds += producer.send(topic, MessageSet([Message(b"b", timestamp_ms=2_000), Message(b"c")])).result(
             TIMEOUT_S
         )
-        mds += producer.send_batch(topic, pa.table({"value": [b"d"], "timestamp_ms": [3_000]})).result(TIMEOUT_S)
+        table = pa.table({"value": [b"d"], "timestamp_ms": [3_000]})
+        mds += producer.send_batch(topic, table).result(TIMEOUT_S)
     after = int(time.time() * 1000)
     assert [md.offset for md in mds] == [0, 1, 2, 3]
     for md in mds:
