@@ -65,6 +65,19 @@ class RecordBuilder:
         self.nbytes += len(value) + (len(key) if key is not None else 0) + 16
         return index
 
+    def append_value(self, value: bytes, timestamp_ms: int) -> int:
+        """``append`` for the common record: a value, no key, no headers (the send() fast path)."""
+        if self.keys is not None:
+            return self.append(value, None, timestamp_ms, None)
+        values = self.values
+        values += value
+        self.value_offsets.append(len(values))
+        self.timestamps.append(timestamp_ms)
+        index = self.count
+        self.count = index + 1
+        self.nbytes += len(value) + 16
+        return index
+
     def to_record_batch(self) -> pa.RecordBatch:
         n = self.count
         values = pa.Array.from_buffers(

@@ -147,6 +147,20 @@ class SendFuture:
                 one_done()
 
 
+class _RecordFuture(SendFuture):
+    """The future of one record (the send() fast path): two fields, the parts list only on demand."""
+
+    __slots__ = ("_batch", "_index")
+
+    def __init__(self, batch: BatchResult, index: int):
+        self._batch = batch
+        self._index = index
+
+    @property
+    def _parts(self) -> list[tuple[BatchResult, int, int]]:
+        return [(self._batch, self._index, 1)]
+
+
 @dataclass
 class _TopicState:
     name: str
@@ -294,11 +308,14 @@ class Producer:
                     result, index = self._append_locked(state, slot[1], value, key, stamp, None)
                 else:
                     builder, result, _ = entry
-                    index = builder.append(value, key, stamp, None)
+                    if key is None:
+                        index = builder.append_value(value, stamp)
+                    else:
+                        index = builder.append(value, key, stamp, None)
                     if builder.nbytes >= self.batch_size:
                         self._close_open_locked(slot)
                         self._wakeup.notify()
-            return SendFuture([(result, index, 1)])
+            return _RecordFuture(result, index)
         if self._closed:
             raise ProducerClosed("this producer is closed; create a new Producer")
         if isinstance(value, MessageSet | Message):

@@ -97,6 +97,9 @@ def run(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:  # --help, --version
         return exc.exit_code
     except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `raykafka`, `raykafka topics`: help on stderr
+            exc.show()
+            return EXIT_USAGE
         hint = ""
         if exc.ctx is not None:
             hint = f" (see '{exc.ctx.command_path} --help')"

@@ -21,6 +21,7 @@ import time
 import click
 
 from raykafka.cli.output import silence_stdout
+from raykafka.cli.topics import check_topic
 
 #: Most records taken per poll_batch.
 POLL_BATCH = 10_000
@@ -84,6 +85,11 @@ def consume(
     timeout_ms: int | None,
 ) -> None:
     """Print each message's value of TOPIC on its own line (UTF-8, invalid bytes replaced)."""
+    check_topic(topic)
+    if group_id is not None:
+        from raykafka.topic_config import validate_group_id
+
+        validate_group_id(group_id)
     ctx.obj.connect()
     from raykafka import Admin, Consumer, TopicPartition
 

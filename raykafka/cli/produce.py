@@ -20,6 +20,8 @@ from collections import deque
 
 import click
 
+from raykafka.cli.topics import check_topic
+
 #: stdin files at least this large get a progress bar (when stderr is a terminal).
 PROGRESS_MIN_BYTES = 1 << 20
 #: Retire completed futures every this many sends.
@@ -32,6 +34,17 @@ class _Tally:
     def __init__(self) -> None:
         self.count = 0
         self.ranges: dict[int, list[int]] = {}  # partition -> [first, last, count]
+        self.pending: deque = deque()  # futures in send order, not yet tallied
+
+    def retire_done(self) -> None:
+        pending = self.pending
+        while pending and pending[0].done():
+            self.add(pending.popleft())
+
+    def drain(self) -> None:
+        """Tally every pending future (call after the producer was flushed)."""
+        while self.pending:
+            self.add(self.pending.popleft())
 
     def add(self, future) -> None:
         for meta in future.result():
@@ -90,6 +103,7 @@ def produce(ctx, topic: str, key_separator: str | None, progress: bool | None) -
     """Send one message per stdin line to TOPIC; prints a summary (count, offsets) on stderr."""
     if key_separator == "":
         raise click.BadParameter("must not be empty", ctx, param_hint="--key-separator")
+    check_topic(topic)
     ctx.obj.connect()
     from raykafka import Producer
 
@@ -105,8 +119,14 @@ def produce(ctx, topic: str, key_separator: str | None, progress: bool | None) -
             _produce_with_progress(producer, topic, separator, tally, size)
         else:
             _produce_lines(producer, topic, separator, tally, None)
+    except KeyboardInterrupt:  # Ctrl-C: what was read is still sent; report it, then exit 130
+        producer.close()
+        tally.drain()
+        click.echo(tally.summary(topic), err=True)
+        raise
     finally:
         producer.close()
+    tally.drain()
     click.echo(tally.summary(topic), err=True)
 
 
@@ -143,7 +163,7 @@ def _produce_with_progress(producer, topic, separator, tally, size) -> None:
 
 
 def _produce_lines(producer, topic: str, separator: bytes | None, tally: _Tally, report) -> None:
-    pending: deque = deque()
+    pending = tally.pending
     send = producer.send
     read_bytes = 0
     sent = 0
@@ -159,12 +179,9 @@ def _produce_lines(producer, topic: str, separator: bytes | None, tally: _Tally,
         pending.append(send(topic, line, key=key))
         sent += 1
         if sent % RETIRE_EVERY == 0:
-            while pending and pending[0].done():
-                tally.add(pending.popleft())
+            tally.retire_done()
             if report is not None:
                 report(read_bytes, sent)
     producer.flush()
-    while pending:
-        tally.add(pending.popleft())
     if report is not None:
         report(read_bytes, sent)

@@ -32,6 +32,16 @@ config_option = click.option(
 )
 
 
+def check_topic(name: str, configs: dict[str, str] | None = None) -> None:
+    """The API's own checks of a topic name and configs, before connecting: a bad name or config
+    fails at once (status 1, InvalidTopicName / InvalidConfig) even when Ray is far or down."""
+    from raykafka.topic_config import validate_topic_config, validate_topic_name
+
+    validate_topic_name(name)
+    if configs:
+        validate_topic_config(configs)
+
+
 def _admin(ctx: click.Context):
     ctx.obj.connect()
     from raykafka import Admin
@@ -81,6 +91,7 @@ def topics() -> None:
 @click.pass_context
 def create(ctx, name: str, partitions: int, replication_factor: int, configs: dict[str, str]) -> None:
     """Create topic NAME (1-249 chars of [a-zA-Z0-9._-])."""
+    check_topic(name, configs)
     admin = _admin(ctx)
     admin.create_topic(
         name, partitions=partitions, replication_factor=replication_factor, config=configs or None
@@ -119,6 +130,7 @@ def list_(ctx, as_json: bool) -> None:
 @click.pass_context
 def describe(ctx, name: str, as_json: bool) -> None:
     """Partitions (leader, replicas, offsets) and the effective config of topic NAME."""
+    check_topic(name)
     admin = _admin(ctx)
     d = admin.describe_topic(name)
     if as_json:
@@ -173,6 +185,7 @@ def partition_table(*descriptions, with_topic: bool):
 @click.pass_context
 def delete(ctx, name: str) -> None:
     """Delete topic NAME and its data on every node."""
+    check_topic(name)
     _admin(ctx).delete_topic(name)
     click.echo(f"deleted topic {name}")
 
@@ -185,5 +198,6 @@ def alter(ctx, name: str, configs: dict[str, str]) -> None:
     """Set config keys of topic NAME (other keys keep their values)."""
     if not configs:
         raise click.UsageError("give at least one --config KEY=VALUE", ctx)
+    check_topic(name, configs)
     _admin(ctx).alter_topic_config(name, configs)
     click.echo(f"altered topic {name}: " + ", ".join(f"{k}={v}" for k, v in configs.items()))

@@ -1,0 +1,356 @@
+"""The ``raykafka`` command line, run as a subprocess against a real ``ray start --head``
+cluster with token auth (the ``ray_head`` fixture), as a user would run it.
+
+Every CLI call pays for a Ray client start (~2-3 s), so each test chains several
+commands and checks their output exactly where it means something. One namespace
+per module; topic and group names are fresh per test. A few checks of the output
+formatting run in-process, without Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from raykafka.cli import output
+from raykafka.cli.topics import partition_table
+from raykafka.types import (
+    GroupDescription,
+    MemberDescription,
+    PartitionDescription,
+    TopicDescription,
+    TopicPartition,
+)
+
+
+@pytest.fixture(scope="module")
+def ns():
+    return f"cli-{uuid.uuid4().hex[:8]}"
+
+
+def name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def rk(ray_head, ns, *args, input=None, timeout=120):
+    return ray_head.run("raykafka", "--namespace", ns, *args, input=input, timeout=timeout)
+
+
+def ok(result) -> str:
+    assert result.returncode == 0, f"rc={result.returncode}\nstdout={result.stdout}\nstderr={result.stderr}"
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def fails(result, code: int = 1) -> str:
+    """The failure contract: exit ``code``, exactly one stderr line ``error: ...``, no traceback."""
+    assert result.returncode == code, (
+        f"rc={result.returncode}\nstdout={result.stdout}\nstderr={result.stderr}"
+    )
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def rows(text: str) -> list[list[str]]:
+    """A table printed to a pipe: one whitespace-split list per line."""
+    return [line.split() for line in text.splitlines() if line.strip()]
+
+
+# -- without Ray ------------------------------------------------------------------------------
+
+
+def test_usage_errors_and_unreachable_ray_are_one_line(ray_head, ns):
+    out = ok(ray_head.run("raykafka", "--help"))
+    for command in ("topics", "produce", "consume", "groups", "status", "bench"):
+        assert command in out
+
+    assert "--config" in fails(rk(ray_head, ns, "topics", "create", "t", "--config", "retention.ms"), code=2)
+    assert "--partitions" in fails(rk(ray_head, ns, "topics", "create", "t", "--partitions", "0"), code=2)
+    assert "No such command" in fails(rk(ray_head, ns, "topcs", "list"), code=2)
+
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    started = time.monotonic()
+    line = fails(ray_head.run("raykafka", "--address", dead, "topics", "list"))
+    assert f"cannot reach Ray at {dead}" in line
+    assert time.monotonic() - started < 30
+    # names and configs are checked (by the API's own rules) before connecting
+    assert "bad/name" in fails(ray_head.run("raykafka", "--address", dead, "topics", "create", "bad/name"))
+    assert "retention.ms" in fails(
+        ray_head.run("raykafka", "--address", dead, "topics", "create", "t", "--config", "retention.ms=soon")
+    )
+
+    try:
+        import raykafka.bench  # noqa: F401
+    except ModuleNotFoundError:
+        assert "raykafka.bench" in fails(ray_head.run("raykafka", "bench", "--quick"), code=2)
+
+
+def test_json_keys_partitions_as_topic_colon_partition():
+    tp = TopicPartition("orders", 3)
+    group = GroupDescription("g", "Stable", 2, [MemberDescription("m1", "n1", [tp])], {tp: 10}, {tp: 4})
+    assert output.jsonable(group) == {
+        "group_id": "g",
+        "state": "Stable",
+        "generation": 2,
+        "members": [
+            {
+                "member_id": "m1",
+                "node_id": "n1",
+                "assignment": [{"topic": "orders", "partition": 3, "offset": None}],
+            }
+        ],
+        "committed": {"orders:3": 10},
+        "lag": {"orders:3": 4},
+    }
+
+
+def test_partition_status_online_under_replicated_offline(monkeypatch):
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    a, b = "a" * 56, "b" * 56
+    d = TopicDescription(
+        "t",
+        [
+            PartitionDescription(0, a, [a, b], 0, 5, isr_node_ids=[a, b]),
+            PartitionDescription(1, b, [b, a], 2, 4, isr_node_ids=[b]),
+            PartitionDescription(2, a, [a], -1, -1, isr_node_ids=[], offline=True),
+        ],
+        {},
+    )
+    from rich.console import Console
+
+    console = Console(width=1000, no_color=True)
+    with console.capture() as captured:
+        console.print(partition_table(d, with_topic=True))
+    head, *table = rows(captured.get())
+    assert head == [
+        "TOPIC",
+        "PARTITION",
+        "LEADER",
+        "REPLICAS",
+        "ISR",
+        "LOG-START",
+        "HIGH-WATERMARK",
+        "MESSAGES",
+        "STATUS",
+    ]
+    a12, b12 = a[:12], b[:12]
+    assert table == [
+        ["t", "0", a12, f"{a12},{b12}", f"{a12},{b12}", "0", "5", "5", "online"],
+        ["t", "1", b12, f"{b12},{a12}", b12, "2", "4", "2", "under-replicated"],
+        ["t", "2", a12, a12, "-", "-", "-", "-", "offline"],
+    ]
+
+
+# -- topics ---------------------------------------------------------------------------------
+
+
+def test_topics_create_list_describe_alter_delete(ray_head, ns):
+    topic = name("topic")
+    assert ok(
+        rk(ray_head, ns, "topics", "create", topic, "--partitions", "2", "--config", "retention.ms=60000")
+    ) == (f"created topic {topic} (2 partitions, replication factor 1)\n")
+    listed = rows(ok(rk(ray_head, ns, "topics", "list")))
+    assert listed[0] == ["TOPIC", "PARTITIONS", "REPLICATION", "MESSAGES"]
+    assert [topic, "2", "1", "0"] in listed[1:]
+
+    described = json.loads(ok(rk(ray_head, ns, "topics", "describe", topic, "--json")))
+    assert described["name"] == topic
+    assert [p["partition"] for p in described["partitions"]] == [0, 1]
+    for p in described["partitions"]:
+        assert (p["log_start_offset"], p["high_watermark"]) == (0, 0)
+        assert p["leader_node_id"] in p["replica_node_ids"]
+    assert described["config"]["retention.ms"] == "60000"
+
+    assert ok(
+        rk(
+            ray_head,
+            ns,
+            "topics",
+            "alter",
+            topic,
+            "--config",
+            "retention.ms=120000",
+            "--config",
+            "segment.bytes=1048576",
+        )
+    ) == (f"altered topic {topic}: retention.ms=120000, segment.bytes=1048576\n")
+    human = rows(ok(rk(ray_head, ns, "topics", "describe", topic)))
+    assert human[0] == ["Topic:", topic, "partitions:", "2", "replication", "factor:", "1"]
+    assert ["retention.ms", "120000"] in human
+    assert ["segment.bytes", "1048576"] in human
+    assert [r[0] for r in human[2:4]] == ["0", "1"]  # the partition rows
+
+    # errors: one line on stderr, status 1, no traceback
+    assert "already exists" in fails(rk(ray_head, ns, "topics", "create", topic))
+    assert "retention.ms" in fails(
+        rk(ray_head, ns, "topics", "alter", topic, "--config", "retention.ms=soon")
+    )
+    assert "bad/name" in fails(rk(ray_head, ns, "topics", "create", "bad/name"))
+    assert "no.such.key" in fails(
+        rk(ray_head, ns, "topics", "create", name("t"), "--config", "no.such.key=1")
+    )
+
+    assert ok(rk(ray_head, ns, "topics", "delete", topic)) == f"deleted topic {topic}\n"
+    assert topic not in [d["name"] for d in json.loads(ok(rk(ray_head, ns, "topics", "list", "--json")))]
+
+
+# -- produce / consume ----------------------------------------------------------------------
+
+
+def test_produce_then_consume_lines_keys_and_bytes(ray_head, ns, tmp_path):
+    topic = name("lines")
+    ok(rk(ray_head, ns, "topics", "create", topic))
+    lines = [f"line {i} with spaces\tand a tab" for i in range(50)] + ["", "last"]
+    # a file on stdin, with the progress bar forced on: it goes to stderr, never stdout
+    path = tmp_path / "lines.txt"
+    path.write_text("\n".join(lines) + "\n")
+    with open(path, "rb") as stdin:
+        produced = subprocess.run(
+            ["raykafka", "--namespace", ns, "produce", topic, "--progress"],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            env=ray_head.env,
+            timeout=120,
+        )
+    assert ok(produced) == ""
+    assert produced.stderr.splitlines()[-1] == f"produced 52 messages to {topic} (partition 0: offsets 0-51)"
+
+    # keys, and bytes that are not UTF-8 (a last line without a newline is a message too)
+    keyed = subprocess.run(
+        ["raykafka", "--namespace", ns, "produce", topic, "--key-separator", ":"],
+        input=b"k1:v1\nk2:v:2\nnokey\ncaf\xc3\xa9 \xff\xfe end",
+        capture_output=True,
+        env=ray_head.env,
+        timeout=120,
+    )
+    assert keyed.returncode == 0, keyed.stderr
+    assert keyed.stdout == b""
+    assert keyed.stderr.decode() == f"produced 4 messages to {topic} (partition 0: offsets 52-55)\n"
+
+    consumed = ok(rk(ray_head, ns, "consume", topic, "--from-beginning", "--max-messages", "52"))
+    assert consumed == "".join(line + "\n" for line in lines)
+
+    keys = ok(rk(ray_head, ns, "consume", topic, "--from-beginning", "-c", "56", "--print-key"))
+    assert keys.splitlines()[50:] == [
+        "\t",
+        "\tlast",
+        "k1\tv1",
+        "k2\tv:2",
+        "\tnokey",
+        "\tcafé \ufffd\ufffd end",
+    ]
+
+    assert "does not exist" in fails(rk(ray_head, ns, "consume", "no-such-topic", "--timeout-ms", "100"))
+    assert "does not exist" in fails(rk(ray_head, ns, "produce", "no-such-topic", input="x\n"))
+
+
+# -- groups and status ----------------------------------------------------------------------
+
+
+PUBLISH_TO_DRIVERS = """
+import ray
+from ray._private.utils import publish_error_to_driver
+ray.init(logging_level="ERROR", log_to_driver=False)
+gcs = ray._private.worker.global_worker.gcs_client
+publish_error_to_driver("cli_test", "PUSHED TO EVERY DRIVER", gcs_client=gcs)
+"""
+
+
+def _read_lines(proc, count: int, timeout_s: float) -> list[str]:
+    buffer = b""
+    deadline = time.monotonic() + timeout_s
+    while buffer.count(b"\n") < count:
+        left = deadline - time.monotonic()
+        assert left > 0, (
+            f"got only {buffer!r}; stderr: {proc.stderr.read1() if proc.poll() is not None else ''}"
+        )
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            assert chunk, f"consume exited early (rc={proc.wait()}): {proc.stderr.read()!r}"
+            buffer += chunk
+    return buffer.decode().splitlines()
+
+
+def test_group_consume_ctrl_c_commits_then_describe_status_delete(ray_head, ns):
+    topic, group = name("grouped"), name("g")
+    ok(rk(ray_head, ns, "topics", "create", topic, "--partitions", "2"))
+    values = [f"m{i}" for i in range(20)]
+    ok(
+        rk(
+            ray_head,
+            ns,
+            "produce",
+            topic,
+            "--key-separator",
+            "=",
+            input="".join(f"k{i}={v}\n" for i, v in enumerate(values)),
+        )
+    )
+
+    # runs until Ctrl-C, which commits what was printed and exits 0
+    proc = subprocess.Popen(
+        ["raykafka", "--namespace", ns, "consume", topic, "--group", group, "--from-beginning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ray_head.env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        printed = _read_lines(proc, len(values), timeout_s=90)
+        # Ray prints messages the cluster pushes to drivers on stdout; the CLI must keep them off it
+        ok(ray_head.run(sys.executable, "-c", PUBLISH_TO_DRIVERS))
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert sorted(printed, key=lambda v: int(v[1:])) == values
+    assert proc.stdout.read() == b""
+    assert b"Traceback" not in proc.stderr.read()
+
+    described = json.loads(ok(rk(ray_head, ns, "groups", "describe", group, "--json")))
+    assert described["group_id"] == group
+    assert described["members"] == []
+    assert sum(described["committed"].values()) == len(values)
+    assert set(described["committed"]) <= {f"{topic}:0", f"{topic}:1"}
+    assert described["lag"] == {key: 0 for key in described["committed"]}
+
+    human = rows(ok(rk(ray_head, ns, "groups", "describe", group)))
+    assert human[0][:2] == ["Group:", group]
+    assert human[1] == ["TOPIC", "PARTITION", "COMMITTED", "LAG", "MEMBER"]
+    for row in human[2:]:
+        assert row == [topic, row[1], str(described["committed"][f"{topic}:{row[1]}"]), "0", "-"]
+
+    status = json.loads(ok(rk(ray_head, ns, "status", "--json")))
+    assert any(n["alive"] and n["is_head"] and len(n["node_id"]) == 56 for n in status["nodes"])
+    assert topic in [t["name"] for t in status["topics"]]
+    assert status["offline_partitions"] == []
+    [mine] = [g for g in status["groups"] if g["group_id"] == group]
+    assert mine["committed"] == described["committed"]
+
+    text = ok(rk(ray_head, ns, "status"))
+    assert "Ray nodes: 1 alive, 0 dead" in text
+    assert "Offline partitions: 0" in text
+    status_rows = rows(text)
+    assert [topic, "0"] in [r[:2] for r in status_rows] and [topic, "1"] in [r[:2] for r in status_rows]
+    assert [group, described["state"], str(described["generation"]), "0", "0"] in status_rows
+
+    assert ok(rk(ray_head, ns, "groups", "delete", group)) == f"deleted group {group}\n"
+    listed = json.loads(ok(rk(ray_head, ns, "groups", "list", "--json")))
+    assert isinstance(listed, list) and group not in [g["group_id"] for g in listed]
