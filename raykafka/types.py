@@ -1,7 +1,8 @@
 """Plain value types of the public API: partitions, send results, descriptions.
 
 Frozen dataclasses so they pickle across Ray, hash where Kafka's do, and print
-readably. ``dataclasses.asdict`` gives the JSON shape the CLI prints.
+readably. The CLI's ``--json`` prints their fields (``raykafka/cli/output.py``;
+``TopicPartition`` keys become ``"topic:partition"`` strings).
 """
 
 from __future__ import annotations
