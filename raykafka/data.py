@@ -31,7 +31,6 @@ bars are left as Ray configures them (``DataContext.enable_progress_bars``).
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -301,8 +300,8 @@ def read_topic(
     Uses the connection of the last ``raykafka.connect`` (or ``settings``). Extra keyword
     arguments go to ``ray.data.read_datasource`` (e.g. ``num_cpus``, ``ray_remote_args``);
     ``override_num_blocks`` defaults to the number of partitions, so Ray Data does not split a
-    partition's blocks over several downstream tasks (which would lose per-partition order
-    in a ``map_batches(...).write_datasink(...)`` pipeline).
+    partition's blocks further. As with any Ray Data source, downstream operators see blocks in
+    no fixed order unless ``DataContext.execution_options.preserve_order`` is set.
     Raises ``UnknownTopic``, ``OffsetOutOfRange`` (an offset outside a partition's log),
     ``ValueError``/``TypeError`` for bad arguments.
 
@@ -319,8 +318,8 @@ def read_topic(
         fetch_max_bytes=fetch_max_bytes,
         request_timeout_ms=request_timeout_ms,
     )
-    # One block stream per partition, unsplit: Ray Data would otherwise split read outputs to reach its
-    # default parallelism, and the pieces of a partition may then be processed (and written) out of order.
+    # One read task per partition and no splitting of its blocks to reach Ray Data's default parallelism
+    # (which would only scatter a partition's records over more downstream tasks).
     read_args.setdefault("override_num_blocks", max(1, len(datasource.ranges)))
     return ray.data.read_datasource(datasource, **read_args)
 
@@ -330,21 +329,10 @@ def read_topic(
 
 def _producer(settings: Settings, config: dict):
     """A Producer on ``settings`` in this (task) process."""
-    from raykafka.api import connection
     from raykafka.api.producer import Producer
 
     ensure_ray(settings)
-    if "settings" in inspect.signature(Producer.__init__).parameters:
-        return Producer(**config, settings=settings)
-    # Producer has no ``settings`` argument (yet): make the task process's connection these settings.
-    if connection._settings != settings:
-        connection.connect(
-            address=settings.address,
-            namespace=settings.namespace,
-            data_dir=settings.data_dir,
-            auto_create_topics=settings.auto_create_topics,
-        )
-    return Producer(**config)
+    return Producer(**config, settings=settings)
 
 
 def _binary(column: pa.ChunkedArray | pa.Array, name: str) -> pa.ChunkedArray | pa.Array:
@@ -374,7 +362,11 @@ class TopicDatasink(Datasink[int]):
 
     Each write task uses one ``Producer(**producer_config)``, sends its blocks in order
     and flushes before it returns: within one write task per-partition order is the
-    dataset's order. The topic must exist (unless ``connect(auto_create_topics=True)``).
+    dataset's order. Ray Data runs write tasks concurrently and keeps no order between
+    blocks by default, so to append in exactly the dataset's order (e.g. to mirror a topic
+    partition by partition) set ``DataContext.get_current().execution_options.preserve_order
+    = True`` and call ``ds.write_datasink(sink, concurrency=1)``.
+    The topic must exist (unless ``connect(auto_create_topics=True)``).
     ``num_rows_written`` holds the total after ``write_datasink`` returns.
     """
 

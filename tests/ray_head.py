@@ -51,6 +51,14 @@ class RayHead:
         self.process.wait(timeout=30)
 
 
+def _jobs_api_up(dashboard_url: str, env: dict) -> bool:
+    """`ray status` answers before the job API does; a first `ray job submit` could be refused."""
+    probe = subprocess.run(
+        ["ray", "job", "list", f"--address={dashboard_url}"], capture_output=True, text=True, env=env, timeout=60
+    )
+    return probe.returncode == 0
+
+
 def _token() -> str:
     path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
     if "RAY_AUTH_TOKEN" in os.environ:
@@ -74,6 +82,8 @@ def start_ray_head(tmp_dir: Path, *, data_dir: Path, num_cpus: int = 2) -> RayHe
         f"--port={port}", f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1",
         f"--metrics-export-port={metrics_port}", f"--num-cpus={num_cpus}",
         f"--ray-client-server-port={free_port()}",
+        # every Ray's dashboard agent binds 52365 by default; another Ray holding it means no jobs here
+        f"--dashboard-agent-listen-port={free_port()}",
     ]
     with open(log_path, "w") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -87,7 +97,7 @@ def start_ray_head(tmp_dir: Path, *, data_dir: Path, num_cpus: int = 2) -> RayHe
         if process.poll() is not None:
             raise RuntimeError(f"ray start exited early:\n{log_path.read_text()[-3000:]}")
         probe = subprocess.run(["ray", "status", f"--address={address}"], capture_output=True, text=True, env=env)
-        if probe.returncode == 0:
+        if probe.returncode == 0 and _jobs_api_up(dashboard_url, env):
             return head
         time.sleep(1)
     head.stop()

@@ -36,9 +36,10 @@ class Admin:
         admin.describe_topic("topic1").partitions[0].high_watermark
     """
 
-    def __init__(self, request_timeout_ms: int = 30000):
+    def __init__(self, request_timeout_ms: int = 30000, *, settings: Settings | None = None):
+        """``settings``: a connection to use instead of the process's (as ``Consumer`` takes it)."""
         self.request_timeout_ms = _check_int("request_timeout_ms", request_timeout_ms, 1)
-        self._settings: Settings = current_settings()
+        self._settings: Settings = settings or current_settings()
         self._manager = topic_manager(self._settings)
 
     def _call(self, method: str, *args, idempotent: bool = True):

@@ -215,6 +215,7 @@ class Producer:
         max_in_flight_requests_per_partition: int = DEFAULT_MAX_IN_FLIGHT_PER_PARTITION,
         buffer_memory: int = DEFAULT_BUFFER_MEMORY,
         max_block_ms: int = DEFAULT_MAX_BLOCK_MS,
+        settings: Settings | None = None,
     ):
         if acks not in (0, 1, "all", -1):
             raise ValueError(f"acks must be 0, 1 or 'all', got {acks!r}")
@@ -244,7 +245,7 @@ class Producer:
         self.buffer_memory = buffer_memory
         self.max_block_ms = max_block_ms
 
-        self._settings: Settings = current_settings()
+        self._settings: Settings = settings or current_settings()  # settings: a connection of its own
         self._manager = topic_manager(self._settings)
         self._producer_id = uuid.uuid4().hex
         self._lock = threading.Lock()
