@@ -467,8 +467,15 @@ class PartitionActor:
     async def flush(self) -> None:
         await self._sync_through(self.log.log_end_offset)
 
+    @ray.method(concurrency_group="control")
+    async def health(self) -> tuple[str, int]:
+        """``(role, epoch)``, answered on the actor's own control loop (a concurrency group with
+        its own thread), so a leader whose main loop is saturated by produce traffic still
+        answers the TopicManager's liveness check and is not deposed for being busy."""
+        return self.role, self.leader_epoch
+
     async def state(self) -> dict:
-        """Role, epoch, offsets and (leader) ISR: what the TopicManager checks."""
+        """Role, epoch, offsets and (leader) ISR, for operators and tests."""
         return {
             "role": self.role,
             "epoch": self.leader_epoch,

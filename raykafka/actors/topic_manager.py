@@ -66,7 +66,8 @@ REASSIGN_TIMEOUT_S = 300
 #: Upper bound on what one request may ask for (a named limit, not an accident).
 MAX_PARTITIONS_PER_TOPIC = 10_000
 
-_PartitionActor = ray.remote(PartitionActor)
+#: The partition actor's liveness check runs in its own concurrency group (see PartitionActor.health).
+_PartitionActor = ray.remote(concurrency_groups={"control": 4})(PartitionActor)
 
 
 def storage_id(node: dict) -> str:
@@ -246,10 +247,12 @@ class TopicManager:
         )
 
     async def _state(self, replica_id: str) -> dict | None:
+        """``{"role", "epoch"}`` of a replica, or None when it does not answer in time."""
         try:
-            return await asyncio.wait_for(self.handles[replica_id].state.remote(), REPLICA_CALL_TIMEOUT_S)
+            role, epoch = await asyncio.wait_for(self.handles[replica_id].health.remote(), REPLICA_CALL_TIMEOUT_S)
         except Exception:
             return None
+        return {"role": role, "epoch": epoch}
 
     async def replica_ready(self, topic: str, partition: int, replica_id: str) -> None:
         """A replica (re)started and asks for its role; it gets it through become_*."""

@@ -6,14 +6,16 @@ reaches ``batch_size`` bytes or has lingered ``linger_ms``, encodes it to Arrow
 IPC and calls the partition actor's ``append`` -- at most
 ``max_in_flight_requests_per_partition`` calls per partition at a time, and at
 most ``buffer_memory`` bytes buffered before ``send`` blocks (backpressure,
-not unbounded memory).
+not unbounded memory). ``request_timeout_ms`` bounds a batch from its first
+request to its answer, retries included; time queued behind other batches does
+not count (``buffer_memory`` and ``max_block_ms`` bound that).
 
 Every batch carries this producer's id and a per-partition sequence number so
 the partition actor appends them in send order (Ray may start an async actor's
 calls out of order) and answers a retry of an appended batch instead of
-appending it twice. A batch whose actor is restarting is retried until
-``request_timeout_ms`` after it was closed; then its future fails with
-``RequestTimedOut``. Errors reach the futures and the next ``flush``.
+appending it twice. A batch whose actor is restarting (or whose leader moved)
+is retried until ``request_timeout_ms`` after its first request; then its
+future fails with ``RequestTimedOut``. Errors reach the futures and the next ``flush``.
 """
 
 from __future__ import annotations
@@ -174,15 +176,15 @@ class _TopicState:
 class _Batch:
     """A closed batch on its way: payload, identity, retry bookkeeping."""
 
-    __slots__ = ("attempts", "closed_at", "count", "nbytes", "not_before", "partition", "payload", "result", "seq",
-                 "topic")
+    __slots__ = ("attempts", "count", "first_sent_at", "nbytes", "not_before", "partition", "payload", "result",
+                 "seq", "topic")
 
     def __init__(self, topic, partition, payload, count, nbytes, result):
         self.topic, self.partition, self.payload = topic, partition, payload
         self.count, self.nbytes, self.result = count, nbytes, result
         self.seq = -1
         self.attempts = 0
-        self.closed_at = time.monotonic()
+        self.first_sent_at: float | None = None  # request_timeout_ms counts from here, retries included
         self.not_before = 0.0  # monotonic time before which a retry is not sent
 
 
@@ -570,10 +572,14 @@ class Producer:
                     for state in self._topics.values():
                         if now - state.loaded_at >= METADATA_MAX_AGE_MS / 1000:
                             state.stale = True  # the next send re-reads metadata
-                    sendable = [
-                        b for b in self._ready
-                        if b.not_before <= now and self._in_flight.get((b.topic, b.partition), 0) < self.max_in_flight
-                    ]
+                    sendable = []
+                    taking: dict[tuple[str, int], int] = {}
+                    for b in self._ready:  # in order; at most max_in_flight per partition, counting these
+                        slot = (b.topic, b.partition)
+                        busy = self._in_flight.get(slot, 0) + taking.get(slot, 0)
+                        if b.not_before <= now and busy < self.max_in_flight:
+                            sendable.append(b)
+                            taking[slot] = taking.get(slot, 0) + 1
                     if sendable or (self._closed and not self._open and not self._ready):
                         break
                     waits = [opened + linger_s - now for _, _, opened in self._open.values()]
@@ -604,6 +610,8 @@ class Producer:
                 self._refresh(state)
             leader = state.leaders[batch.partition]
             batch.attempts += 1
+            if batch.first_sent_at is None:
+                batch.first_sent_at = time.monotonic()
             with self._lock:
                 first_unacked = min(self._unacked[(batch.topic, batch.partition)])
             ref = leader.append.remote(
@@ -645,7 +653,7 @@ class Producer:
         state.stale = False
 
     def _retry_or_fail(self, batch: _Batch, exc: BaseException) -> None:
-        if time.monotonic() - batch.closed_at >= self.request_timeout_ms / 1000:
+        if time.monotonic() - batch.first_sent_at >= self.request_timeout_ms / 1000:
             self._complete(batch, error=RequestTimedOut(
                 f"{batch.topic}-{batch.partition}: not acknowledged within request_timeout_ms="
                 f"{self.request_timeout_ms} ({batch.attempts} attempts; last error: {type(exc).__name__})"
@@ -670,7 +678,7 @@ class Producer:
     def _expire_in_flight_locked(self, now: float) -> None:
         limit_s = self.request_timeout_ms / 1000
         for key, (batch, _ref) in list(self._in_flight_batches.items()):
-            if now - batch.closed_at >= limit_s and not batch.result.done.is_set():
+            if now - batch.first_sent_at >= limit_s and not batch.result.done.is_set():
                 self._in_flight_batches.pop(key)
                 self._in_flight[(batch.topic, batch.partition)] -= 1
                 self._finish_locked(batch, error=RequestTimedOut(

@@ -1,0 +1,245 @@
+"""Consumer groups: rebalance time and consumption throughput with 1, 2 and 4 streams.
+
+On a 4-partition topic pre-filled with 200-byte messages:
+
+* rebalance -- consumers in this driver, each polling from its own thread, with short
+  heartbeats (``heartbeat_interval_ms=100``). A member joins (``Consumer`` +
+  ``subscribe``), or leaves (``close()``); the time until the rebalance is complete:
+  ``Admin().describe_group`` says ``Stable`` with the expected number of members and
+  their assignments cover every partition exactly once. Members go 1 -> 2 -> 3 -> 4
+  (three joins) and back to 1 (three leaves), ``rounds`` times.
+* throughput -- ``create_message_streams(topic, n)`` for n = 1, 2, 4 (a new group each
+  run, so each reads the whole topic), every stream in a Ray task with ``num_cpus=0``
+  iterating ``stream.batches()`` until the topic is drained (the stream ends after
+  ``IDLE_S`` without a message). Aggregate msgs/s = messages read / (time from submitting
+  the tasks to the last task's last batch; the idle tail is not counted). Runs are
+  interleaved (1, 2, 4, 1, 2, 4, ...). Target (the issue): the aggregate must not fall as
+  streams are added, i.e. a ratio to 1 stream >= 1.0 (0.95 is accepted as noise).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import uuid
+
+import ray
+
+from raykafka.bench.common import (
+    BATCH_MESSAGES,
+    MESSAGE_BYTES,
+    batch_count,
+    build_tables,
+    median,
+    produce_tables,
+)
+from raykafka.bench.report import throughput_row, timing_row
+
+PARTITIONS = 4
+STREAM_COUNTS = (1, 2, 4)
+IDLE_S = 2.0  # a stream ends after this long without a message: the topic is drained
+NOT_FALLING = 0.95  # ratio to 1 stream accepted as "did not fall" (run-to-run noise is larger)
+MEMBER_CONFIG = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 100, "auto_offset_reset": "earliest"}
+
+
+def sizes(quick: bool) -> dict:
+    return {
+        "messages": 400_000 if quick else 2_000_000,
+        "runs": 2 if quick else 3,
+        "rounds": 1 if quick else 2,
+        "rebalance_messages": 40_000,
+    }
+
+
+# -- rebalance --------------------------------------------------------------------------------
+
+
+class PollingMember:
+    """A group member in this process whose thread keeps polling (so it applies new assignments)."""
+
+    def __init__(self, topic: str, group_id: str):
+        from raykafka import Consumer
+
+        self.consumer = Consumer(group_id=group_id, **MEMBER_CONFIG)
+        self.consumer.subscribe([topic])
+        self.read = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="bench-group-member", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.read += self.consumer.poll_batch(max_messages=BATCH_MESSAGES, timeout_s=0.05).num_rows
+
+    def stop_polling(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def close(self) -> None:
+        self.stop_polling()
+        self.consumer.close()
+
+
+def wait_complete(admin, group_id: str, members: int, timeout_s: float = 60) -> float:
+    """Poll describe_group until the rebalance is complete; returns the monotonic time it was seen."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        d = admin.describe_group(group_id)
+        parts = [tp.partition for m in d.members for tp in m.assignment]
+        if d.state == "Stable" and len(d.members) == members and sorted(parts) == list(range(PARTITIONS)):
+            return time.monotonic()
+        last = d
+        time.sleep(0.01)
+    raise TimeoutError(f"group {group_id} not complete after {timeout_s:.0f} s: {last}")
+
+
+def bench_rebalance(admin, topic: str, rounds: int, task) -> tuple[list[float], list[float]]:
+    joins, leaves = [], []
+    for _ in range(rounds):
+        group_id = f"bench-rebalance-{uuid.uuid4().hex[:8]}"
+        members = [PollingMember(topic, group_id)]
+        wait_complete(admin, group_id, 1)
+        try:
+            while len(members) < PARTITIONS:
+                start = time.monotonic()
+                members.append(PollingMember(topic, group_id))
+                joins.append(wait_complete(admin, group_id, len(members)) - start)
+                task.advance(1)
+            while len(members) > 1:
+                leaving = members.pop()
+                leaving.stop_polling()
+                start = time.monotonic()
+                leaving.close()
+                leaves.append(wait_complete(admin, group_id, len(members)) - start)
+                task.advance(1)
+        finally:
+            for m in members:
+                m.close()
+        _delete_group(admin, group_id)
+    return joins, leaves
+
+
+def _delete_group(admin, group_id: str) -> None:
+    with contextlib.suppress(Exception):  # a member may still be leaving; the namespace goes anyway
+        admin.delete_group(group_id)
+
+
+# -- throughput -------------------------------------------------------------------------------
+
+
+@ray.remote(num_cpus=0)
+def drain(stream) -> dict:
+    """Iterate ``stream.batches()`` until the topic is drained; wall-clock times of first and last batch."""
+    started = time.time()
+    count, first, last = 0, None, None
+    for table in stream.batches(max_messages=BATCH_MESSAGES):
+        last = time.time()
+        if first is None:
+            first = last
+        count += table.num_rows
+    stream.close()
+    return {"count": count, "started": started, "first": first, "last": last, "pid": os.getpid()}
+
+
+def bench_streams(admin, topic: str, n_streams: int, n_messages: int) -> dict:
+    from raykafka import Consumer
+
+    group_id = f"bench-streams-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer(group_id=group_id, **MEMBER_CONFIG)
+    streams = consumer.create_message_streams(topic, n_streams, timeout_s=IDLE_S)
+    submitted = time.time()
+    results = ray.get([drain.remote(s) for s in streams])
+    consumer.close()
+    _delete_group(admin, group_id)
+    read = sum(r["count"] for r in results)
+    assert read >= n_messages, f"{n_streams} streams read {read} of {n_messages}"
+    last = max(r["last"] for r in results if r["last"] is not None)
+    first = min(r["first"] for r in results if r["first"] is not None)
+    return {
+        "wall_s": last - submitted,
+        "steady_s": last - first,
+        "running_s": max(r["started"] for r in results) - submitted,
+        "first_batch_s": max(r["first"] for r in results if r["first"] is not None) - submitted,
+        "read": read,
+        "active": sum(1 for r in results if r["count"]),
+    }
+
+
+def run(session, opts, tracker, ceiling_rate: float | None = None) -> dict:
+    load_start = os.getloadavg()[0]
+    size = sizes(opts.quick)
+    n_messages = batch_count(opts.group_messages or size["messages"]) * BATCH_MESSAGES
+    runs = opts.group_runs or size["runs"]
+    tables = build_tables()
+    admin = session.admin
+
+    rebalance_task = tracker.task("groups: rebalances (join / leave)", 2 * (PARTITIONS - 1) * size["rounds"])
+    stream_tasks = {
+        n: tracker.task(f"groups: drain with {n} stream(s)", n_messages * runs) for n in STREAM_COUNTS
+    }
+
+    small = session.new_topic("group-rebalance", partitions=PARTITIONS)
+    produce_tables(small, tables, batch_count(size["rebalance_messages"]))
+    joins, leaves = bench_rebalance(admin, small, size["rounds"], rebalance_task)
+
+    topic = session.new_topic("group-drain", partitions=PARTITIONS)
+    produce_tables(topic, tables, n_messages // BATCH_MESSAGES)
+    # warm-up: one worker process per stream, raykafka imported there
+    bench_streams(admin, small, max(STREAM_COUNTS), size["rebalance_messages"])
+    results: dict[int, list[dict]] = {n: [] for n in STREAM_COUNTS}
+    for _ in range(runs):
+        for n in STREAM_COUNTS:
+            results[n].append(bench_streams(admin, topic, n, n_messages))
+            stream_tasks[n].advance(n_messages)
+    session.drop_topics()
+
+    rows = []
+    measures = (
+        ("wall_s", "aggregate (submit -> last batch)", NOT_FALLING),
+        ("steady_s", "first batch -> last batch (info)", None),
+    )
+    for key, label, target in measures:
+        one = n_messages / median([r[key] for r in results[1]])
+        for n in STREAM_COUNTS:
+            secs = [r[key] for r in results[n]]
+            rows.append(
+                throughput_row(f"{n} stream(s), {label}", n_messages, secs, one, target if n > 1 else None)
+            )
+    notes = [
+        "ratio: to 1 stream, same measure; target: the aggregate does not fall as streams are added "
+        f"(>= {NOT_FALLING} accepted as noise)",
+        "startup, median s from submitting the tasks until all run / all got a first batch: "
+        + "; ".join(
+            f"{n}: {median([r['running_s'] for r in results[n]]):.2f} / "
+            f"{median([r['first_batch_s'] for r in results[n]]):.2f}"
+            for n in STREAM_COUNTS
+        ),
+        "re-delivered (read - produced, at-least-once across rebalances), per run: "
+        + "; ".join(
+            f"{n}: " + ", ".join(str(r["read"] - n_messages) for r in results[n]) for n in STREAM_COUNTS
+        ),
+    ]
+    if ceiling_rate:
+        best = max(n_messages / median([r["wall_s"] for r in results[n]]) for n in STREAM_COUNTS)
+        notes.append(f"best aggregate = {best / ceiling_rate:.2f}x the single-node no-op actor ceiling")
+    header = (
+        f"{n_messages:,} x {MESSAGE_BYTES} B messages on {PARTITIONS} partitions; streams in Ray tasks "
+        f"(num_cpus=0); median of {runs} interleaved runs; rebalance members in this driver, "
+        f"heartbeat_interval_ms={MEMBER_CONFIG['heartbeat_interval_ms']}, "
+        f"session_timeout_ms={MEMBER_CONFIG['session_timeout_ms']}"
+    )
+    return {
+        "title": "consumer groups: drain throughput (ratio to 1 stream) and rebalance time",
+        "header": header,
+        "load": [load_start, os.getloadavg()[0]],
+        "reference": "x 1 stream",
+        "rows": rows,
+        "timings": [
+            timing_row("rebalance after a member joins (1->2->3->4)", joins),
+            timing_row("rebalance after a member leaves (4->3->2->1)", leaves),
+        ],
+        "notes": notes,
+    }
