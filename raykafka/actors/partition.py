@@ -365,6 +365,8 @@ class PartitionActor:
                     self.epochs.assign(header.leader_epoch, header.base_offset)
             self.log.append_frames(tail)  # checks every CRC and offset before writing
         self.high_watermark = min(max(self.high_watermark, leader_high_watermark), self.log.log_end_offset)
+        if leader_log_start > self.log.log_start_offset:  # delete_records and retention follow the leader
+            self.log.delete_records(min(leader_log_start, self.log.log_end_offset))
         return self.log.log_end_offset
 
     def _reset_to(self, offset: int) -> None:
