@@ -271,3 +271,25 @@ def test_group_consumes_across_failover_without_skipping(cluster, rkc):
     consumer.close()
     assert set(seen) == set(sent), f"missing {len(set(sent) - set(seen))} messages"
     restore_node(cluster, label)
+
+
+def test_followers_keep_the_leaders_log_start(cluster, rkc):
+    """delete_records on the leader reaches the followers: after a failover the records stay deleted."""
+    admin = Admin()
+    description = admin.create_topic("trimmed", partitions=1, replication_factor=3)
+    with Producer(acks="all") as producer:
+        for i in range(100):
+            producer.send("trimmed", f"r-{i}".encode())
+    assert admin.delete_records("trimmed", {0: 40}) == {0: 40}
+    time.sleep(1.5)  # a replicate keepalive (every 0.5 s) carries the new log start
+    label = crash_node(cluster, description.partitions[0].leader_node_id)
+    deadline = time.monotonic() + 30
+    while True:
+        part = admin.describe_topic("trimmed").partitions[0]
+        if not part.offline and part.leader_node_id != description.partitions[0].leader_node_id:
+            break
+        assert time.monotonic() < deadline, "no new leader"
+        time.sleep(0.5)
+    assert (part.log_start_offset, part.high_watermark) == (40, 100)
+    assert admin.list_offsets("trimmed", 0, "earliest") == 40
+    restore_node(cluster, label)
