@@ -507,6 +507,10 @@ class PartitionActor:
             task.cancel()
         self.role = "deleted"
         self.log.destroy()
+        try:
+            self.directory.parent.rmdir()  # <topic>-<partition>/, once its last replica is gone
+        except OSError:
+            pass  # another replica of the partition shares this disk
 
     # -- background --------------------------------------------------------------
 

@@ -55,6 +55,8 @@ STORAGE_LABEL = "raykafka-storage"
 REPLICA_CALL_TIMEOUT_S = 1.0
 #: How long describe_topic waits for one partition.
 DESCRIBE_TIMEOUT_S = 5.0
+#: How long telling replicas their roles may take (a new actor's process must start first).
+INSTALL_TIMEOUT_S = 20.0
 #: How often leaders are checked.
 MONITOR_INTERVAL_MS = 500
 #: Consecutive failed checks before a new leader is elected (~1.5 s with the values above).
@@ -234,13 +236,13 @@ class TopicManager:
                      if r["replica_id"] != part["leader"]}
         epoch = part["leader_epoch"]
         try:
-            await asyncio.wait_for(leader.become_leader.remote(epoch, followers, part["isr"]), DESCRIBE_TIMEOUT_S)
+            await asyncio.wait_for(leader.become_leader.remote(epoch, followers, part["isr"]), INSTALL_TIMEOUT_S)
         except Exception as exc:  # it restarts or is gone: the monitor and replica_ready take over
             logger.warning("%s-%d: become_leader(epoch %d) failed: %s", topic, part["partition"], epoch, exc)
             return
         await asyncio.gather(
             *(
-                asyncio.wait_for(h.become_follower.remote(epoch, part["leader"], leader), DESCRIBE_TIMEOUT_S)
+                asyncio.wait_for(h.become_follower.remote(epoch, part["leader"], leader), INSTALL_TIMEOUT_S)
                 for h in followers.values()
             ),
             return_exceptions=True,  # a dead follower learns its role when it asks (replica_ready)

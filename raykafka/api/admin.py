@@ -123,6 +123,8 @@ class Admin:
         """``"earliest"`` (log start), ``"latest"`` (log end), or a timestamp in ms: the first
         offset whose timestamp is >= it (the log end when there is none, so a seek there
         reads only newer messages)."""
+        if isinstance(spec, str) and spec not in ("earliest", "latest"):
+            raise ValueError(f"list_offsets takes 'earliest', 'latest' or a timestamp in ms, got {spec!r}")
         if spec not in ("earliest", "latest"):
             _check_int("timestamp_ms", spec, 0)
         actor = self._partition_actor(topic, partition)

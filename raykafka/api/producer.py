@@ -45,6 +45,7 @@ from raykafka.errors import (
     UnknownTopic,
 )
 from raykafka.storage.records import encode_record_batch, largest_record_bytes
+from raykafka.topic_config import validate_topic_name
 from raykafka.types import RecordMetadata
 
 logger = logging.getLogger(__name__)
@@ -439,8 +440,7 @@ class Producer:
         state = self._topics.get(topic)
         if state is not None and not state.stale:
             return state
-        if not isinstance(topic, str):
-            raise TypeError(f"topic must be a str, got {type(topic).__name__}")
+        validate_topic_name(topic)  # InvalidTopicName before asking anyone
         timeout_s = self.request_timeout_ms / 1000
         try:
             meta = call(self._manager.topic_metadata, topic, timeout_s=timeout_s, what="topic metadata")
