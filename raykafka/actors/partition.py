@@ -164,9 +164,9 @@ class PartitionActor:
         if self.role == "leader" and epoch == self.leader_epoch:
             return self.log.log_end_offset
         self._stop_leading()
+        await self._sequencer.reset()  # before taking appends as the leader of the new term
         self.role, self.leader_epoch, self.leader_id = "leader", epoch, self.replica_id
         self.epochs.assign(epoch, self.log.log_end_offset)
-        self._sequencer.reset()
         self._leading = LeaderReplication(
             self,
             epoch,

@@ -290,6 +290,9 @@ class TopicManager:
                 state = await self._state(candidate)
                 if state is None:
                     continue
+                if candidate == old and state["role"] == "leader" and state["epoch"] == part["leader_epoch"]:
+                    self.leader_failures.pop((topic, partition), None)
+                    return  # it answers again as the leader it was (it was busy, or restarted and back)
                 part["leader"] = candidate
                 part["leader_epoch"] += 1
                 if candidate != old:

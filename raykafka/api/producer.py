@@ -574,12 +574,18 @@ class Producer:
                             state.stale = True  # the next send re-reads metadata
                     sendable = []
                     taking: dict[tuple[str, int], int] = {}
+                    held: set[tuple[str, int]] = set()
                     for b in self._ready:  # in order; at most max_in_flight per partition, counting these
                         slot = (b.topic, b.partition)
                         busy = self._in_flight.get(slot, 0) + taking.get(slot, 0)
-                        if b.not_before <= now and busy < self.max_in_flight:
-                            sendable.append(b)
-                            taking[slot] = taking.get(slot, 0) + 1
+                        if slot in held or b.not_before > now or busy >= self.max_in_flight:
+                            # Nothing overtakes a batch waiting to be resent: the partition appends in
+                            # sequence order, so later batches would only occupy the in-flight slots
+                            # while waiting for it there (a deadlock until request_timeout_ms).
+                            held.add(slot)
+                            continue
+                        sendable.append(b)
+                        taking[slot] = taking.get(slot, 0) + 1
                     if sendable or (self._closed and not self._open and not self._ready):
                         break
                     waits = [opened + linger_s - now for _, _, opened in self._open.values()]
