@@ -491,7 +491,8 @@ def test_stale_generation_commits_are_refused(admin, ro_topic, group_id):
     topic4, _ = ro_topic
     a = Reader(group_id, topic4, enable_auto_commit=False)
     b = Reader(group_id, topic4, enable_auto_commit=False)
-    pump_until([a, b], stable(admin, group_id, 2), what="a stable group")
+    pump_until([a, b], lambda: stable(admin, group_id, 2)() and a.partitions() and b.partitions(),
+               what="a stable group, applied by both members")
     theirs = TopicPartition(topic4, min(b.partitions()))
     with pytest.raises(StaleGeneration):
         a.consumer.commit({theirs: 1})  # a partition a does not own
@@ -639,3 +640,18 @@ def test_message_stream_batches_have_the_api_columns(ro_topic, group_id):
     assert sorted(table.column("value").to_pylist()) == sorted(sent)
     assert set(table.column("topic").to_pylist()) == {topic4}
     stream.close()
+
+
+def test_joins_arriving_together_settle_in_one_rebalance(admin, ro_topic, group_id):
+    """Members that join an empty group together are assigned by one rebalance, not one per join
+    (the coordinator collects joins for INITIAL_REBALANCE_DELAY_MS). Without that, three joins
+    make three generations."""
+    topic4, _ = ro_topic
+    readers = [Reader(group_id, topic4, enable_auto_commit=False) for _ in range(3)]
+    pump_until(readers, lambda: stable(admin, group_id, 3)() and all(r.partitions() for r in readers),
+               what="three members, each reading")
+    assert admin.describe_group(group_id).generation < 3  # 1 when all joined within the window
+    owned = [r.partitions() for r in readers]
+    assert sorted(p for ps in owned for p in ps) == [0, 1, 2, 3]
+    for r in readers:
+        r.consumer.close()

@@ -36,6 +36,10 @@ EXPIRY_CHECK_INTERVAL_MS = 100
 METADATA_REFRESH_INTERVAL_MS = 2_000
 #: How long describe waits for one partition actor's offsets.
 OFFSETS_TIMEOUT_S = 5.0
+#: Joins into an empty group wait this long for more members before the first rebalance, so
+#: members started together (streams handed to Ray tasks) are settled in one rebalance
+#: (Kafka's group.initial.rebalance.delay.ms, 3 s there). Later joins wait for the next tick.
+INITIAL_REBALANCE_DELAY_MS = 500
 #: How often the consumer-lag gauges are refreshed.
 LAG_METRIC_INTERVAL_MS = 2_000
 
@@ -66,6 +70,7 @@ class GroupCoordinator:
         self._background: asyncio.Task | None = None
         self._leaders: dict[str, list] = {}
         self.metrics = GroupMetrics(group_id)
+        self._settle_at_ms = 0  # when a pending rebalance (joins collected) is due
         self._generation_seen = 0
 
     def _start_background(self) -> None:
@@ -107,6 +112,8 @@ class GroupCoordinator:
                     for tp, lag in (await self._lag(dict(self.store.committed))).items():
                         self.metrics.set_lag(tp.topic, tp.partition, lag)
                 async with self.lock:
+                    if self.state.rebalance_pending and now_ms() >= self._settle_at_ms:
+                        self.state.rebalance()  # every join since the last one, in one rebalance
                     gone = self.state.expire(now_ms())
                     if gone:
                         logger.info("group %s: session timeout removed %s", self.group_id, gone)
@@ -117,14 +124,15 @@ class GroupCoordinator:
                 logger.exception("group %s: maintenance failed", self.group_id)
 
     @staticmethod
-    def _answer(answer, member_id: str, committed: dict) -> dict:
+    def _answer(answer, member_id: str, committed: dict, pending_rebalance: bool = False) -> dict:
         return {
             "member_id": member_id,
             "seq": answer.seq,
             "generation": answer.generation,
             "epoch": answer.epoch,
             "assigned": sorted(answer.assigned, key=lambda tp: (tp.topic, tp.partition)),
-            "pending": answer.pending,
+            # while joins are being collected every member polls quickly (see GroupMember)
+            "pending": max(answer.pending, 1) if pending_rebalance else answer.pending,
             "committed": {tp: committed[tp] for tp in answer.assigned if tp in committed},
         }
 
@@ -148,13 +156,18 @@ class GroupCoordinator:
                     if meta is None:
                         raise UnknownTopic(f"topic {topic!r} does not exist; create it before subscribing")
                     self.state.partition_counts[topic] = len(meta["leaders"])
+            was_empty = not self.state.members
             answer = self.state.join(
-                member_id, topics, node_id, owned, session_timeout_ms, strategy, now_ms()
+                member_id, topics, node_id, owned, session_timeout_ms, strategy, now_ms(), rebalance=False
             )
+            if was_empty:
+                self._settle_at_ms = now_ms() + INITIAL_REBALANCE_DELAY_MS
+            elif self._settle_at_ms < now_ms():
+                self._settle_at_ms = now_ms()  # the next maintenance tick
             logger.info(
                 "group %s: %s joined (generation %d)", self.group_id, member_id, self.state.generation
             )
-            return self._answer(answer, member_id, self.store.committed)
+            return self._answer(answer, member_id, self.store.committed, self.state.rebalance_pending)
 
     async def heartbeat(self, member_id: str, owned: list[TopicPartition], applied_seq: int) -> dict | None:
         """The member's next answer, or None when it is unknown (it must rejoin)."""
@@ -164,7 +177,7 @@ class GroupCoordinator:
                 answer = self.state.heartbeat(member_id, owned, applied_seq, now_ms())
             except UnknownMember:
                 return None
-            return self._answer(answer, member_id, self.store.committed)
+            return self._answer(answer, member_id, self.store.committed, self.state.rebalance_pending)
 
     async def leave(self, member_id: str) -> None:
         async with self.lock:

@@ -102,6 +102,8 @@ class GroupMember:
 
     def _run(self) -> None:
         while not self._stopped.is_set():
+            if not ray.is_initialized():  # this process left Ray (ray.shutdown): so does the member
+                return
             answer = None
             try:
                 answer = self._exchange()

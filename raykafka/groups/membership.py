@@ -89,6 +89,7 @@ class GroupState:
         self.group_id = group_id
         self.members: dict[str, Member] = {}
         self.generation = 0
+        self.rebalance_pending = False  # a join was recorded with rebalance=False
         self.strategy: str | None = None
         self.partition_counts: dict[str, int] = {}
         self.last_seq = first_seq  # of the newest answer to any member
@@ -119,8 +120,11 @@ class GroupState:
         session_timeout_ms: int,
         strategy: str,
         now_ms: int,
+        rebalance: bool = True,
     ) -> HeartbeatAnswer:
-        """Add (or re-add, after a coordinator restart) a member; rebalances."""
+        """Add (or re-add, after a coordinator restart) a member; rebalances -- or, with
+        ``rebalance=False``, leaves ``rebalance_pending`` set so that joins arriving together
+        are settled by one later ``rebalance()``."""
         if strategy not in STRATEGIES:
             raise InvalidConfig(
                 f"partition_assignment_strategy must be one of {STRATEGIES}, got {strategy!r}"
@@ -149,7 +153,10 @@ class GroupState:
             for other in self.members.values():
                 other.target -= member.owned
         self.members[member_id] = member
-        self.rebalance()
+        if rebalance:
+            self.rebalance()
+        else:
+            self.rebalance_pending = True
         return self._answer(member, now_ms)
 
     def leave(self, member_id: str) -> bool:
@@ -209,6 +216,7 @@ class GroupState:
     # -- assignment ------------------------------------------------------------
 
     def rebalance(self) -> None:
+        self.rebalance_pending = False
         self.generation += 1
         if not self.members:
             self.strategy = None
