@@ -55,8 +55,10 @@ def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'raykafka' has no attribute {name!r}")
     module = _EXPORTS[name]
-    value = importlib.import_module(f"raykafka.{name}") if module is None else getattr(
-        importlib.import_module(module), name
+    value = (
+        importlib.import_module(f"raykafka.{name}")
+        if module is None
+        else getattr(importlib.import_module(module), name)
     )
     globals()[name] = value
     return value
@@ -70,19 +72,19 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Admin",
+    "ConsumeJob",
     "Consumer",
-    "MessageStream",
     "GroupDescription",
     "MemberDescription",
     "Message",
     "MessageSet",
+    "MessageStream",
     "PartitionDescription",
     "Producer",
     "RecordMetadata",
     "SendFuture",
     "TopicDescription",
     "TopicPartition",
-    "ConsumeJob",
     "connect",
     "consume_in_ray",
     "errors",

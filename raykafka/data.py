@@ -339,8 +339,11 @@ def _binary(column: pa.ChunkedArray | pa.Array, name: str) -> pa.ChunkedArray | 
     kind = column.type
     if pa.types.is_binary(kind):
         return column
-    if pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind) or pa.types.is_string(kind) or (
-        pa.types.is_large_string(kind)
+    if (
+        pa.types.is_large_binary(kind)
+        or pa.types.is_fixed_size_binary(kind)
+        or pa.types.is_string(kind)
+        or (pa.types.is_large_string(kind))
     ):
         return column.cast(pa.binary())  # strings: their UTF-8 bytes
     if pa.types.is_null(kind):

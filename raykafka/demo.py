@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         produce_s = time.perf_counter() - t0
     print(
         f"produced {args.messages:,} x {args.message_bytes} B with send(): "
-        f"{args.messages / produce_s:,.0f} msgs/s, {args.messages * args.message_bytes / produce_s / 1e6:.1f} MB/s"
+        f"{args.messages / produce_s:,.0f} msgs/s, "
+        f"{args.messages * args.message_bytes / produce_s / 1e6:.1f} MB/s"
     )
 
     # The seed's consumer loop: iterate messages and take their payload.

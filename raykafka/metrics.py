@@ -58,15 +58,19 @@ class PartitionMetrics:
         self.tags = {"topic": topic, "partition": str(partition)}
         self.messages_in = _counter("raykafka_messages_in", "Records appended by producers", _PARTITION_TAGS)
         self.bytes_in = _counter("raykafka_bytes_in", "Bytes of record batches appended", _PARTITION_TAGS)
-        self.messages_out = _counter("raykafka_messages_out", "Records returned to consumers", _PARTITION_TAGS)
+        self.messages_out = _counter(
+            "raykafka_messages_out", "Records returned to consumers", _PARTITION_TAGS
+        )
         self.bytes_out = _counter("raykafka_bytes_out", "Bytes of record batches returned", _PARTITION_TAGS)
         self.produce_ms = _histogram("raykafka_produce_latency_ms", "Append call duration", _PARTITION_TAGS)
-        self.fetch_ms = _histogram("raykafka_fetch_latency_ms", "Fetch duration past the long poll",
-                                   _PARTITION_TAGS)
+        self.fetch_ms = _histogram(
+            "raykafka_fetch_latency_ms", "Fetch duration past the long poll", _PARTITION_TAGS
+        )
         self.log_start = _gauge("raykafka_log_start_offset", "First offset still stored", _PARTITION_TAGS)
         self.log_end = _gauge("raykafka_log_end_offset", "Offset the next record will get", _PARTITION_TAGS)
-        self.high_watermark = _gauge("raykafka_high_watermark", "Offsets below are on every in-sync replica",
-                                     _PARTITION_TAGS)
+        self.high_watermark = _gauge(
+            "raykafka_high_watermark", "Offsets below are on every in-sync replica", _PARTITION_TAGS
+        )
 
     def appended(self, records: int, nbytes: int, latency_ms: float) -> None:
         self.messages_in.inc(records, self.tags)
@@ -90,9 +94,12 @@ class GroupMetrics:
 
     def __init__(self, group_id: str):
         self.group_id = group_id
-        self.lag = _gauge("raykafka_consumer_lag", "Log end offset minus committed offset",
-                          ("group", "topic", "partition"))
-        self.rebalances = _counter("raykafka_rebalances", "Generations started by membership changes", ("group",))
+        self.lag = _gauge(
+            "raykafka_consumer_lag", "Log end offset minus committed offset", ("group", "topic", "partition")
+        )
+        self.rebalances = _counter(
+            "raykafka_rebalances", "Generations started by membership changes", ("group",)
+        )
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         self.lag.set(lag, {"group": self.group_id, "topic": topic, "partition": str(partition)})

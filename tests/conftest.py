@@ -7,6 +7,7 @@ leak between tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -40,10 +41,8 @@ def kill_namespace(namespace: str) -> None:
 
     for entry in ray.util.list_named_actors(all_namespaces=True):
         if entry["namespace"] == namespace:
-            try:
+            with contextlib.suppress(ValueError):
                 ray.kill(ray.get_actor(entry["name"], namespace=namespace), no_restart=True)
-            except ValueError:
-                pass
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ Token authentication stays on: clients get the cluster's token through
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -40,21 +41,29 @@ class RayHead:
     def run(self, *args: str, input: str | None = None, timeout: float = 120, check: bool = False):
         """Run a command (e.g. the raykafka CLI) with the cluster's environment."""
         return subprocess.run(
-            list(args), input=input, capture_output=True, text=True, timeout=timeout, env=self.env, check=check
+            list(args),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+            check=check,
         )
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(timeout=30)
 
 
 def _jobs_api_up(dashboard_url: str, env: dict) -> bool:
     """`ray status` answers before the job API does; a first `ray job submit` could be refused."""
     probe = subprocess.run(
-        ["ray", "job", "list", f"--address={dashboard_url}"], capture_output=True, text=True, env=env, timeout=60
+        ["ray", "job", "list", f"--address={dashboard_url}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     return probe.returncode == 0
 
@@ -64,8 +73,11 @@ def _token() -> str:
     if "RAY_AUTH_TOKEN" in os.environ:
         return os.environ["RAY_AUTH_TOKEN"]
     if not path.exists():  # first Ray on this machine: let Ray make one
-        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "get-auth-token", "--generate"],
-                       capture_output=True, check=False)
+        subprocess.run(
+            [sys.executable, "-m", "ray.scripts.scripts", "get-auth-token", "--generate"],
+            capture_output=True,
+            check=False,
+        )
     return path.read_text().strip() if path.exists() else ""
 
 
@@ -78,9 +90,16 @@ def start_ray_head(tmp_dir: Path, *, data_dir: Path, num_cpus: int = 2) -> RayHe
     if token:
         env["RAY_AUTH_TOKEN"] = token
     cmd = [
-        "ray", "start", "--head", "--block", "--disable-usage-stats",
-        f"--port={port}", f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1",
-        f"--metrics-export-port={metrics_port}", f"--num-cpus={num_cpus}",
+        "ray",
+        "start",
+        "--head",
+        "--block",
+        "--disable-usage-stats",
+        f"--port={port}",
+        f"--dashboard-port={dashboard_port}",
+        "--dashboard-host=127.0.0.1",
+        f"--metrics-export-port={metrics_port}",
+        f"--num-cpus={num_cpus}",
         f"--ray-client-server-port={free_port()}",
         # every Ray's dashboard agent binds 52365 by default; another Ray holding it means no jobs here
         f"--dashboard-agent-listen-port={free_port()}",
@@ -96,7 +115,9 @@ def start_ray_head(tmp_dir: Path, *, data_dir: Path, num_cpus: int = 2) -> RayHe
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"ray start exited early:\n{log_path.read_text()[-3000:]}")
-        probe = subprocess.run(["ray", "status", f"--address={address}"], capture_output=True, text=True, env=env)
+        probe = subprocess.run(
+            ["ray", "status", f"--address={address}"], capture_output=True, text=True, env=env
+        )
         if probe.returncode == 0 and _jobs_api_up(dashboard_url, env):
             return head
         time.sleep(1)

@@ -43,8 +43,9 @@ def replica_directories(rk, topic: str) -> list[Path]:
     return [Path(ray.get(handle.info.remote())["directory"]) for handle in leaders]
 
 
-def read_partition(topic: str, partition: int, count: int, offset: int | None = None,
-                   reset: str = "earliest") -> pa.Table:
+def read_partition(
+    topic: str, partition: int, count: int, offset: int | None = None, reset: str = "earliest"
+) -> pa.Table:
     """Exactly ``count`` records of one partition (fails if fewer arrive)."""
     consumer = Consumer(group_id=None, auto_offset_reset=reset)
     consumer.assign([TopicPartition(topic, partition, offset=offset)])

@@ -129,8 +129,14 @@ def test_topic_names_stay_inside_the_data_dir(rk, shared):
     _, root = shared
     data_dir = root / "data"
     admin = Admin()
-    odd = [f"..{uuid.uuid4().hex[:6]}", f"...{uuid.uuid4().hex[:6]}", f".h{uuid.uuid4().hex[:6]}",
-           f"-{uuid.uuid4().hex[:6]}", f"a..b{uuid.uuid4().hex[:6]}", f"_.-{uuid.uuid4().hex[:6]}"]
+    odd = [
+        f"..{uuid.uuid4().hex[:6]}",
+        f"...{uuid.uuid4().hex[:6]}",
+        f".h{uuid.uuid4().hex[:6]}",
+        f"-{uuid.uuid4().hex[:6]}",
+        f"a..b{uuid.uuid4().hex[:6]}",
+        f"_.-{uuid.uuid4().hex[:6]}",
+    ]
     with Producer() as producer:
         for name in odd:
             admin.create_topic(name)

@@ -104,8 +104,9 @@ def group_id():
 def produce(topic: str, n: int, partitions: int = 4, start: int = 0) -> set[bytes]:
     """``n`` messages with values ``m<i>``, spread round-robin; returns the values."""
     with Producer(linger_ms=1) as producer:
-        futures = [producer.send(topic, b"m%d" % i, partition=i % partitions)
-                   for i in range(start, start + n)]
+        futures = [
+            producer.send(topic, b"m%d" % i, partition=i % partitions) for i in range(start, start + n)
+        ]
         for f in futures:
             f.result(timeout=WAIT_S)
     return {b"m%d" % i for i in range(start, start + n)}
@@ -343,8 +344,11 @@ def test_killed_member_partitions_move_after_session_timeout(rk, admin, ro_topic
     assert took > SESSION_MS / 1000 - 2 * HEARTBEAT_MS / 1000, took
     assert took < SESSION_MS / 1000 + 5, took
     assert dead_id not in assignment_of(admin, group_id)
-    pump_until([a], lambda: set(a.values()) | {v for _, _, v in seen_by_dead} >= sent,
-               what="everything consumed (at least once)")
+    pump_until(
+        [a],
+        lambda: set(a.values()) | {v for _, _, v in seen_by_dead} >= sent,
+        what="everything consumed (at least once)",
+    )
     print(f"killed member -> survivor owns all: {time.monotonic() - killed:.2f} s")
     a.consumer.close()
 
@@ -437,11 +441,13 @@ def test_cooperative_rebalance_does_not_pause_partitions_that_stay(admin, topic4
     # For the record: per partition that stayed (including the other member's kept one).
     partition_gaps = {(n, p): round(gap(n, {p}, *window), 3) for n, ps in kept.items() for p in ps - moved}
     partition_baseline = max(gap(n, {p}, joined - 1.0, joined) for n, ps in kept.items() for p in ps)
-    print(f"\njoin -> stable: {settled - joined:.3f} s; largest gap for the unaffected member: "
-          f"{member_gap:.3f} s (steady state before: {member_baseline:.3f} s); per partition that stayed: "
-          f"{partition_gaps} (steady state before: {partition_baseline:.3f} s); producer: "
-          f"{max_gap(sends, *window):.3f} s; poll loops: "
-          f"{ {n: round(max_gap(loops[n], *window), 3) for n in ('a', 'b')} }")
+    print(
+        f"\njoin -> stable: {settled - joined:.3f} s; largest gap for the unaffected member: "
+        f"{member_gap:.3f} s (steady state before: {member_baseline:.3f} s); per partition that stayed: "
+        f"{partition_gaps} (steady state before: {partition_baseline:.3f} s); producer: "
+        f"{max_gap(sends, *window):.3f} s; poll loops: "
+        f"{ {n: round(max_gap(loops[n], *window), 3) for n in ('a', 'b')} }"
+    )
     # The machine is small and shared: allow for the pauses it shows in steady state too.
     bound = max(1.0, member_baseline + 0.5)
     assert member_gap < bound, (member_gap, bound)
@@ -456,8 +462,11 @@ def test_coordinator_process_killed_members_rejoin_and_offsets_survive(rk, admin
     produce(topic4, 200)
     a = Reader(group_id, topic4, enable_auto_commit=False)
     b = Reader(group_id, topic4, enable_auto_commit=False)
-    pump_until([a, b], lambda: stable(admin, group_id, 2)() and len(a.got) + len(b.got) >= 200,
-               what="both read everything")
+    pump_until(
+        [a, b],
+        lambda: stable(admin, group_id, 2)() and len(a.got) + len(b.got) >= 200,
+        what="both read everything",
+    )
     # Commit something other than the ends, so "survives" is not "re-derived".
     mine = {r: {TopicPartition(topic4, p): 50 - p for p in r.partitions()} for r in (a, b)}
     for r in (a, b):
@@ -491,8 +500,11 @@ def test_stale_generation_commits_are_refused(admin, ro_topic, group_id):
     topic4, _ = ro_topic
     a = Reader(group_id, topic4, enable_auto_commit=False)
     b = Reader(group_id, topic4, enable_auto_commit=False)
-    pump_until([a, b], lambda: stable(admin, group_id, 2)() and a.partitions() and b.partitions(),
-               what="a stable group, applied by both members")
+    pump_until(
+        [a, b],
+        lambda: stable(admin, group_id, 2)() and a.partitions() and b.partitions(),
+        what="a stable group, applied by both members",
+    )
     theirs = TopicPartition(topic4, min(b.partitions()))
     with pytest.raises(StaleGeneration):
         a.consumer.commit({theirs: 1})  # a partition a does not own
@@ -525,8 +537,12 @@ def test_describe_list_and_delete_group(admin, ro_topic, group_id):
     topic4, _ = ro_topic  # 100 records per partition
     r = Reader(group_id, topic4, enable_auto_commit=False)
     pump_until([r], lambda: len(r.got) >= 400, what="all read")
-    commits = {TopicPartition(topic4, 0): 10, TopicPartition(topic4, 1): 100, TopicPartition(topic4, 2): 0,
-               TopicPartition(topic4, 3): 3}
+    commits = {
+        TopicPartition(topic4, 0): 10,
+        TopicPartition(topic4, 1): 100,
+        TopicPartition(topic4, 2): 0,
+        TopicPartition(topic4, 3): 3,
+    }
     r.consumer.commit(commits)
     assert group_id in admin.list_groups()
     d = admin.describe_group(group_id)
@@ -565,8 +581,16 @@ def _recorder(collector, delay_s: float):
 def test_consume_in_ray_two_tasks_process_everything(ro_topic, group_id):
     topic4, sent = ro_topic
     collector = Collector.remote()
-    job = raykafka.consume_in_ray(topic4, group_id, _recorder(collector, 0.0), num_consumers=2, timeout_s=3,
-                                  max_messages=50, num_cpus=0, **CONFIG)
+    job = raykafka.consume_in_ray(
+        topic4,
+        group_id,
+        _recorder(collector, 0.0),
+        num_consumers=2,
+        timeout_s=3,
+        max_messages=50,
+        num_cpus=0,
+        **CONFIG,
+    )
     total = job.wait(timeout_s=WAIT_S * 2)
     values, pids = ray.get(collector.read.remote())
     assert set(values) == sent
@@ -577,8 +601,16 @@ def test_consume_in_ray_two_tasks_process_everything(ro_topic, group_id):
 def test_consume_in_ray_survives_a_killed_worker(ro_topic, group_id):
     topic4, sent = ro_topic
     collector = Collector.remote()
-    job = raykafka.consume_in_ray(topic4, group_id, _recorder(collector, 0.05), num_consumers=2, timeout_s=6,
-                                  max_messages=5, num_cpus=0, **CONFIG)
+    job = raykafka.consume_in_ray(
+        topic4,
+        group_id,
+        _recorder(collector, 0.05),
+        num_consumers=2,
+        timeout_s=6,
+        max_messages=5,
+        num_cpus=0,
+        **CONFIG,
+    )
     deadline = time.monotonic() + WAIT_S
     while True:
         values, pids = ray.get(collector.read.remote())
@@ -592,8 +624,10 @@ def test_consume_in_ray_survives_a_killed_worker(ro_topic, group_id):
     values, pids = ray.get(collector.read.remote())
     assert set(values) == sent  # at least once
     assert len(pids) >= 3  # the retried task ran in a new worker
-    print(f"killed worker {victim}: {len(values)} records processed for {len(sent)} sent "
-          f"({len(values) - len(set(values))} again)")
+    print(
+        f"killed worker {victim}: {len(values)} records processed for {len(sent)} sent "
+        f"({len(values) - len(set(values))} again)"
+    )
 
 
 # -- MessageStream ---------------------------------------------------------------------------------------
@@ -648,8 +682,11 @@ def test_joins_arriving_together_settle_in_one_rebalance(admin, ro_topic, group_
     make three generations."""
     topic4, _ = ro_topic
     readers = [Reader(group_id, topic4, enable_auto_commit=False) for _ in range(3)]
-    pump_until(readers, lambda: stable(admin, group_id, 3)() and all(r.partitions() for r in readers),
-               what="three members, each reading")
+    pump_until(
+        readers,
+        lambda: stable(admin, group_id, 3)() and all(r.partitions() for r in readers),
+        what="three members, each reading",
+    )
     assert admin.describe_group(group_id).generation < 3  # 1 when all joined within the window
     owned = [r.partitions() for r in readers]
     assert sorted(p for ps in owned for p in ps) == [0, 1, 2, 3]

@@ -89,16 +89,43 @@ def test_producer_and_consumer_jobs(job_cluster):
     producers = {f"ship-{topic}": ["--file", "sample.log"], f"gen-{topic}": ["--count", str(GENERATED)]}
     for job_id, source in producers.items():
         submitted = job_cluster.run(
-            "ray", "job", "submit", "--no-wait", "--submission-id", job_id, "--working-dir", str(EXAMPLES),
-            "--", "python", "producer_job.py", "--topic", topic, *source, "--partitions", "2",
-            "--namespace", namespace, timeout=120,
+            "ray",
+            "job",
+            "submit",
+            "--no-wait",
+            "--submission-id",
+            job_id,
+            "--working-dir",
+            str(EXAMPLES),
+            "--",
+            "python",
+            "producer_job.py",
+            "--topic",
+            topic,
+            *source,
+            "--partitions",
+            "2",
+            "--namespace",
+            namespace,
+            timeout=120,
         )
         assert submitted.returncode == 0, output(submitted)[-3000:]
 
     # the consumer job (waits for the topic to appear, then for every message) runs to its end
     consumed = submit(
-        job_cluster, "python", "consumer_job.py", "--topic", topic, "--group", "jobs-test",
-        "--expect", str(expected), "--timeout", "90", "--namespace", namespace,
+        job_cluster,
+        "python",
+        "consumer_job.py",
+        "--topic",
+        topic,
+        "--group",
+        "jobs-test",
+        "--expect",
+        str(expected),
+        "--timeout",
+        "90",
+        "--namespace",
+        namespace,
     )
     assert consumed.returncode == 0, output(consumed)[-3000:]
     counts = [int(n) for n in re.findall(r"^CONSUMED (\d+)$", consumed.stdout, re.MULTILINE)]

@@ -76,8 +76,9 @@ def test_metrics_reach_the_prometheus_endpoint(ray_head):
             if found is not None and (found == expected if expected is not None else found > 0):
                 del missing[(name, kind)]
         time.sleep(2)
-    assert not missing, f"not on the endpoint (or wrong): {sorted(missing)}\n" + "\n".join(
-        line for line in text.splitlines() if "raykafka" in line
-    )[:3000]
+    assert not missing, (
+        f"not on the endpoint (or wrong): {sorted(missing)}\n"
+        + "\n".join(line for line in text.splitlines() if "raykafka" in line)[:3000]
+    )
     # messages out counts every record a consumer was handed, at least once
     assert value(text, "ray_raykafka_messages_out_total", topic=topic) >= n

@@ -203,8 +203,11 @@ def test_send_value_key_headers_partition(rk, multi):
             key = None if i % 4 == 0 else b"key-%d" % i
             headers = {"n": str(i).encode()} if i % 2 else None
             value = b"value-%d" % i
-            futures.append(producer.send(multi, value, key=key, headers=headers, partition=partition,
-                                         timestamp_ms=10_000 + i))
+            futures.append(
+                producer.send(
+                    multi, value, key=key, headers=headers, partition=partition, timestamp_ms=10_000 + i
+                )
+            )
             sent.append((partition, 10_000 + i, key, value, headers))
         results = [f.result(TIMEOUT_S) for f in futures]
     assert all(len(r) == 1 for r in results)

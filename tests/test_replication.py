@@ -95,7 +95,7 @@ class SteadyProducer:
                 meta = self.producer.send(self.topic, value, partition=self.partition).result(timeout=60)[0]
                 self.acked[meta.offset] = value
                 self.ack_times.append(time.monotonic())
-            except Exception as exc:  # noqa: BLE001 - recorded and asserted on by the test
+            except Exception as exc:
                 self.errors.append(f"{type(exc).__name__}: {exc}")
             i += 1
             time.sleep(0.005)
@@ -119,7 +119,9 @@ def read_all(topic: str, partition: int, expected: int, timeout_s: float = 60) -
     deadline = time.monotonic() + timeout_s
     while len(got) < expected and time.monotonic() < deadline:
         table = consumer.poll_batch(timeout_s=1.0)
-        for offset, value in zip(table.column("offset").to_pylist(), table.column("value").to_pylist(), strict=True):
+        for offset, value in zip(
+            table.column("offset").to_pylist(), table.column("value").to_pylist(), strict=True
+        ):
             assert offset not in got, f"offset {offset} read twice"
             got[offset] = value
     consumer.close()
@@ -161,8 +163,9 @@ def test_leader_node_crash_loses_no_acknowledged_message(cluster, rkc):
     resumes by itself; every acknowledged message is read exactly once at its offset, in order.
     The topic manager is killed too, right after the election."""
     admin = Admin()
-    description = admin.create_topic("orders", partitions=1, replication_factor=3,
-                                      config={"min.insync.replicas": "2"})
+    description = admin.create_topic(
+        "orders", partitions=1, replication_factor=3, config={"min.insync.replicas": "2"}
+    )
     leader_node = description.partitions[0].leader_node_id
     producer = SteadyProducer("orders")
     producer.wait_for_acks(100, timeout_s=60)
@@ -252,8 +255,9 @@ def test_group_consumes_across_failover_without_skipping(cluster, rkc):
         for i in range(300):
             sent.append(f"e-{i}".encode())
             producer.send("events", sent[-1], partition=i % 2)
-    consumer = Consumer(group_id="g", auto_offset_reset="earliest", heartbeat_interval_ms=200,
-                        session_timeout_ms=5000)
+    consumer = Consumer(
+        group_id="g", auto_offset_reset="earliest", heartbeat_interval_ms=200, session_timeout_ms=5000
+    )
     consumer.subscribe(["events"])
     seen = []
     deadline = time.monotonic() + 60

@@ -97,7 +97,9 @@ class GroupCoordinator:
 
     def _count_rebalances(self) -> None:
         if self.state.generation != self._generation_seen:
-            self.metrics.rebalances.inc(self.state.generation - self._generation_seen, {"group": self.group_id})
+            self.metrics.rebalances.inc(
+                self.state.generation - self._generation_seen, {"group": self.group_id}
+            )
             self._generation_seen = self.state.generation
 
     async def _maintain(self) -> None:

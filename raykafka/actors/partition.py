@@ -28,6 +28,7 @@ constructor rebuilds everything from disk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -39,7 +40,6 @@ import ray
 from raykafka.actors.naming import TOPIC_MANAGER_NAME
 from raykafka.actors.replication import LeaderReplication
 from raykafka.actors.sequencing import Sequencer
-from raykafka.metrics import PartitionMetrics
 from raykafka.errors import (
     CorruptRecord,
     FencedLeader,
@@ -49,6 +49,7 @@ from raykafka.errors import (
     OffsetOutOfRange,
     RequestTimedOut,
 )
+from raykafka.metrics import PartitionMetrics
 from raykafka.storage import CorruptBatch, LogOffsetOutOfRange, PartitionLog, iter_frames
 from raykafka.storage.checkpoint import write_log_start_offset
 from raykafka.storage.framing import ATTR_LOG_APPEND_TIME
@@ -130,7 +131,9 @@ class PartitionActor:
         if self.log.recovery_truncated_bytes:
             logger.warning(
                 "%s: recovery cut %d bytes of torn or corrupt tail; log ends at offset %d",
-                self.name, self.log.recovery_truncated_bytes, self.log.log_end_offset,
+                self.name,
+                self.log.recovery_truncated_bytes,
+                self.log.log_end_offset,
             )
         loop = asyncio.get_running_loop()  # Ray runs an async actor's constructor on its loop
         self._tasks = [
@@ -158,7 +161,9 @@ class PartitionActor:
                 await asyncio.sleep(REGISTER_RETRY_MS / 1000)
 
     async def become_leader(self, epoch: int, followers: dict, in_sync: list[str]) -> int:
-        """Lead from ``epoch`` on, replicating to ``followers`` ({replica_id: handle}); returns the log end."""
+        """Lead from ``epoch`` on, replicating to ``followers`` ({replica_id: handle}).
+
+        Returns the log end."""
         if epoch < self.leader_epoch:
             raise FencedLeader(f"{self.name}: epoch {epoch} is older than {self.leader_epoch}")
         if self.role == "leader" and epoch == self.leader_epoch:
@@ -177,8 +182,13 @@ class PartitionActor:
             replicate_timeout_ms=self.replicate_timeout_ms,
         )
         self.on_high_watermark(self._leading.tracker.high_watermark)  # alone in the ISR: all of the log
-        logger.info("%s: leader for epoch %d at log end %d (ISR %s)", self.name, epoch, self.log.log_end_offset,
-                    self._leading.isr())
+        logger.info(
+            "%s: leader for epoch %d at log end %d (ISR %s)",
+            self.name,
+            epoch,
+            self.log.log_end_offset,
+            self._leading.isr(),
+        )
         return self.log.log_end_offset
 
     async def become_follower(self, epoch: int, leader_id: str, leader) -> int:
@@ -190,8 +200,12 @@ class PartitionActor:
         if my_epoch >= 0 and self.log.log_end_offset > self.log.log_start_offset:
             end_of_my_epoch = await leader.epoch_end_offset.remote(my_epoch)
             if end_of_my_epoch < self.log.log_end_offset:
-                logger.warning("%s: truncating %d..%d (not in the new leader's log)", self.name,
-                               end_of_my_epoch, self.log.log_end_offset)
+                logger.warning(
+                    "%s: truncating %d..%d (not in the new leader's log)",
+                    self.name,
+                    end_of_my_epoch,
+                    self.log.log_end_offset,
+                )
                 self._truncate(end_of_my_epoch)
         self.role, self.leader_epoch, self.leader_id = "follower", epoch, leader_id
         return self.log.log_end_offset
@@ -316,16 +330,16 @@ class PartitionActor:
             if remaining <= 0:
                 raise RequestTimedOut(f"{self.name}: in-sync replicas did not confirm within {timeout_ms} ms")
             moved = self._hw_moved
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(moved.wait(), min(remaining, 0.5))
-            except TimeoutError:
-                pass
-            if self._leading is not None and self._leading.tracker.in_sync_count() < self.min_insync_replicas:
-                if self.high_watermark < end:
-                    raise NotEnoughReplicas(
-                        f"{self.name}: the ISR shrank below min.insync.replicas={self.min_insync_replicas} "
-                        f"after the append; the batch may be in the log but is not acknowledged"
-                    )
+            shrunk = (
+                self._leading is not None and self._leading.tracker.in_sync_count() < self.min_insync_replicas
+            )
+            if shrunk and self.high_watermark < end:
+                raise NotEnoughReplicas(
+                    f"{self.name}: the ISR shrank below min.insync.replicas={self.min_insync_replicas} "
+                    f"after the append; the batch may be in the log but is not acknowledged"
+                )
 
     async def _sync_through(self, offset: int) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.log.sync_through, offset)
@@ -341,7 +355,9 @@ class PartitionActor:
         nothing is appended and the answer tells the leader where to resend from.
         """
         if epoch < self.leader_epoch:
-            raise FencedLeader(f"{self.name}: a leader of epoch {epoch} was deposed (now {self.leader_epoch})")
+            raise FencedLeader(
+                f"{self.name}: a leader of epoch {epoch} was deposed (now {self.leader_epoch})"
+            )
         if self.role != "follower" or epoch != self.leader_epoch:
             raise NotLeader(f"{self.name}: replica {self.replica_id} is not following epoch {epoch} yet")
         if self.log.log_end_offset < leader_log_start:
@@ -371,8 +387,9 @@ class PartitionActor:
 
     def _reset_to(self, offset: int) -> None:
         """Start over, empty, at ``offset`` (this replica is behind the leader's log start)."""
-        logger.warning("%s: restarting the replica empty at offset %d (behind the leader's log start)",
-                       self.name, offset)
+        logger.warning(
+            "%s: restarting the replica empty at offset %d (behind the leader's log start)", self.name, offset
+        )
         self.log.close()
         write_log_start_offset(str(self.directory), offset)
         self.log = PartitionLog(self.directory, to_log_config(self.config))  # opens empty at the checkpoint
@@ -393,10 +410,8 @@ class PartitionActor:
         self._check_offset(offset)
         if offset >= self.high_watermark and max_wait_ms > 0:
             moved = self._hw_moved
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(moved.wait(), max_wait_ms / 1000)
-            except TimeoutError:
-                pass
             self._require_leader()
         if offset >= self.high_watermark:
             return [], self.log.log_start_offset, self.high_watermark

@@ -138,7 +138,9 @@ class LeaderReplication:
             except Exception as exc:
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, FencedLeader):
-                    logger.warning("%s: follower %s has a newer epoch; this leader was deposed", self.name, follower)
+                    logger.warning(
+                        "%s: follower %s has a newer epoch; this leader was deposed", self.name, follower
+                    )
                     self.replica.deposed()
                     return
                 if not isinstance(cause, NotLeader):  # NotLeader here: the follower is not ready yet

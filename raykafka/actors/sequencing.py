@@ -82,7 +82,11 @@ class Sequencer:
                     except TimeoutError:
                         logger.warning(
                             "%s: producer %s seq %d waited %d ms for seq %d; appending anyway",
-                            self.name, producer_id, seq, gap_timeout_ms, gate.next_seq,
+                            self.name,
+                            producer_id,
+                            seq,
+                            gap_timeout_ms,
+                            gate.next_seq,
                         )
                 if gate.retired:
                     continue  # a new leadership term began meanwhile: wait in the new one

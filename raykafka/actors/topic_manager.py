@@ -99,7 +99,9 @@ class TopicManager:
                 continue  # finished by the monitor
             for part in topic["partitions"]:
                 for replica in part["replicas"]:
-                    self.handles[replica["replica_id"]] = self._attach(name, part["partition"], replica, topic)
+                    self.handles[replica["replica_id"]] = self._attach(
+                        name, part["partition"], replica, topic
+                    )
         logger.info("TopicManager up with %d topics from %s", len(self.topics), self.meta_path)
         self._monitor = asyncio.get_running_loop().create_task(self._run_monitor())
 
@@ -191,7 +193,13 @@ class TopicManager:
         for i, replicas in enumerate(self._place(range(count), replication_factor)):
             ids = [r["replica_id"] for r in replicas]
             parts.append(
-                {"partition": first + i, "leader": ids[0], "leader_epoch": 0, "isr": ids, "replicas": replicas}
+                {
+                    "partition": first + i,
+                    "leader": ids[0],
+                    "leader_epoch": 0,
+                    "isr": ids,
+                    "replicas": replicas,
+                }
             )
         return parts
 
@@ -232,11 +240,16 @@ class TopicManager:
         if part["leader"] is None:
             return
         leader = self.handles[part["leader"]]
-        followers = {r["replica_id"]: self.handles[r["replica_id"]] for r in part["replicas"]
-                     if r["replica_id"] != part["leader"]}
+        followers = {
+            r["replica_id"]: self.handles[r["replica_id"]]
+            for r in part["replicas"]
+            if r["replica_id"] != part["leader"]
+        }
         epoch = part["leader_epoch"]
         try:
-            await asyncio.wait_for(leader.become_leader.remote(epoch, followers, part["isr"]), INSTALL_TIMEOUT_S)
+            await asyncio.wait_for(
+                leader.become_leader.remote(epoch, followers, part["isr"]), INSTALL_TIMEOUT_S
+            )
         except Exception as exc:  # it restarts or is gone: the monitor and replica_ready take over
             logger.warning("%s-%d: become_leader(epoch %d) failed: %s", topic, part["partition"], epoch, exc)
             return
@@ -251,7 +264,9 @@ class TopicManager:
     async def _state(self, replica_id: str) -> dict | None:
         """``{"role", "epoch"}`` of a replica, or None when it does not answer in time."""
         try:
-            role, epoch = await asyncio.wait_for(self.handles[replica_id].health.remote(), REPLICA_CALL_TIMEOUT_S)
+            role, epoch = await asyncio.wait_for(
+                self.handles[replica_id].health.remote(), REPLICA_CALL_TIMEOUT_S
+            )
         except Exception:
             return None
         return {"role": role, "epoch": epoch}
@@ -274,7 +289,9 @@ class TopicManager:
                 leader = self.handles[part["leader"]]
                 try:
                     await asyncio.wait_for(
-                        self.handles[replica_id].become_follower.remote(part["leader_epoch"], part["leader"], leader),
+                        self.handles[replica_id].become_follower.remote(
+                            part["leader_epoch"], part["leader"], leader
+                        ),
                         DESCRIBE_TIMEOUT_S,
                     )
                 except Exception as exc:
@@ -299,8 +316,13 @@ class TopicManager:
                     part["isr"] = [r for r in part["isr"] if r != old]
                 self._persist()
                 logger.warning(
-                    "%s-%d: leader %s -> %s, epoch %d (%s)", topic, partition, old, candidate,
-                    part["leader_epoch"], reason,
+                    "%s-%d: leader %s -> %s, epoch %d (%s)",
+                    topic,
+                    partition,
+                    old,
+                    candidate,
+                    part["leader_epoch"],
+                    reason,
                 )
                 await self._install(topic, part)
                 self.leader_failures.pop((topic, partition), None)
@@ -311,7 +333,9 @@ class TopicManager:
         """A leader changes its partition's ISR; refused (FencedLeader) from a deposed leader."""
         part = self._part(topic, partition)
         if epoch != part["leader_epoch"]:
-            raise FencedLeader(f"{topic}-{partition}: epoch {epoch} is not the current {part['leader_epoch']}")
+            raise FencedLeader(
+                f"{topic}-{partition}: epoch {epoch} is not the current {part['leader_epoch']}"
+            )
         if sorted(isr) != sorted(part["isr"]):
             part["isr"] = sorted(isr)
             self._persist()
@@ -332,8 +356,12 @@ class TopicManager:
                 logger.exception("monitor round failed")
 
     async def _check_leaders(self) -> None:
-        parts = [(name, part) for name, t in self.topics.items() if not t.get("deleting")
-                 for part in t["partitions"]]
+        parts = [
+            (name, part)
+            for name, t in self.topics.items()
+            if not t.get("deleting")
+            for part in t["partitions"]
+        ]
 
         async def check(name: str, part: dict) -> None:
             key = (name, part["partition"])
@@ -363,7 +391,9 @@ class TopicManager:
                     if replica["node_id"] in alive:
                         continue
                     home = replica.get("storage_id")
-                    spare = sorted(n for n, node in alive.items() if storage_id(node) == home and n not in hosts)
+                    spare = sorted(
+                        n for n, node in alive.items() if storage_id(node) == home and n not in hosts
+                    )
                     if not spare:
                         continue
                     async with self._plock(name, part["partition"]):
@@ -374,9 +404,17 @@ class TopicManager:
                         replica["generation"] = replica.get("generation", 0) + 1
                         hosts.add(spare[0])
                         self._persist()
-                        self.handles[replica["replica_id"]] = self._attach(name, part["partition"], replica, topic)
-                        logger.warning("%s-%d: replica %s moved to node %s (same disk %s)", name, part["partition"],
-                                       replica["replica_id"], spare[0], home)
+                        self.handles[replica["replica_id"]] = self._attach(
+                            name, part["partition"], replica, topic
+                        )
+                        logger.warning(
+                            "%s-%d: replica %s moved to node %s (same disk %s)",
+                            name,
+                            part["partition"],
+                            replica["replica_id"],
+                            spare[0],
+                            home,
+                        )
                     # it asks for its role when it is up (replica_ready)
 
     async def _finish_deletions(self) -> None:
@@ -395,14 +433,19 @@ class TopicManager:
         try:
             await asyncio.wait_for(handle.destroy.remote(), DESCRIBE_TIMEOUT_S)
         except Exception as exc:  # its node may be gone: the data stays there
-            logger.warning("could not delete data of %s-%d replica %s: %s", topic, partition,
-                           replica["replica_id"], exc)
+            logger.warning(
+                "could not delete data of %s-%d replica %s: %s", topic, partition, replica["replica_id"], exc
+            )
         ray.kill(handle, no_restart=True)
 
     async def _destroy(self, name: str) -> None:
         topic = self.topics[name]
         await asyncio.gather(
-            *(self._destroy_replica(name, p["partition"], r) for p in topic["partitions"] for r in p["replicas"])
+            *(
+                self._destroy_replica(name, p["partition"], r)
+                for p in topic["partitions"]
+                for r in p["replicas"]
+            )
         )
         del self.topics[name]
         self._persist()
@@ -425,7 +468,9 @@ class TopicManager:
             if name in self.topics and self.topics[name].get("deleting"):
                 await self._destroy(name)
             if name in self.topics:
-                raise TopicAlreadyExists(f"topic {name!r} already exists; use describe_topic, or delete_topic first")
+                raise TopicAlreadyExists(
+                    f"topic {name!r} already exists; use describe_topic, or delete_topic first"
+                )
             parts = self._new_partitions(0, partitions, replication_factor)
             self.topics[name] = {
                 "topic_id": uuid.uuid4().hex,
@@ -453,7 +498,9 @@ class TopicManager:
             topic = self._topic(name)
             current = len(topic["partitions"])
             if total < current:
-                raise ValueError(f"topic {name!r} has {current} partitions; partitions only grow (asked {total})")
+                raise ValueError(
+                    f"topic {name!r} has {current} partitions; partitions only grow (asked {total})"
+                )
             if total > MAX_PARTITIONS_PER_TOPIC:
                 raise ValueError(f"at most {MAX_PARTITIONS_PER_TOPIC} partitions per topic")
             parts = self._new_partitions(current, total - current, topic.get("replication_factor", 1))
@@ -499,7 +546,8 @@ class TopicManager:
                 on = {r["node_id"] for r in part["replicas"]}
                 added = [
                     {"replica_id": uuid.uuid4().hex[:12], "node_id": n, "storage_id": storage_id(alive[n])}
-                    for n in nodes if n not in on
+                    for n in nodes
+                    if n not in on
                 ]
                 if added:
                     part["replicas"].extend(added)
@@ -530,7 +578,8 @@ class TopicManager:
         while replica_ids and not replica_ids <= set(part["isr"]):
             if time.monotonic() > deadline:
                 raise RequestTimedOut(
-                    f"{name}-{part['partition']}: new replicas did not catch up within {REASSIGN_TIMEOUT_S} s; "
+                    f"{name}-{part['partition']}: new replicas did not catch up within "
+                    f"{REASSIGN_TIMEOUT_S} s; "
                     f"they stay as followers, nothing was dropped"
                 )
             await asyncio.sleep(0.2)

@@ -142,8 +142,12 @@ class Admin:
             _check_int("before_offset", offset, 0)
             actors[partition] = self._partition_actor(topic, partition)
         return {
-            p: call(a.delete_records, before_offsets[p], timeout_s=self.request_timeout_ms / 1000,
-                    what="delete_records")
+            p: call(
+                a.delete_records,
+                before_offsets[p],
+                timeout_s=self.request_timeout_ms / 1000,
+                what="delete_records",
+            )
             for p, a in actors.items()
         }
 
@@ -168,5 +172,10 @@ class Admin:
     def delete_group(self, group_id: str) -> None:
         """Delete a group's committed offsets; raises GroupNotEmpty while it has members."""
         coordinator = self._coordinator(group_id)
-        call(coordinator.destroy, timeout_s=self.request_timeout_ms / 1000, idempotent=False, what="delete_group")
+        call(
+            coordinator.destroy,
+            timeout_s=self.request_timeout_ms / 1000,
+            idempotent=False,
+            what="delete_group",
+        )
         ray.kill(coordinator, no_restart=True)

@@ -28,8 +28,17 @@ def now_ms() -> int:
 class RecordBuilder:
     """Flat buffers of one partition's not-yet-sent records."""
 
-    __slots__ = ("count", "headers", "key_offsets", "key_valid", "keys", "nbytes", "timestamps", "value_offsets",
-                 "values")
+    __slots__ = (
+        "count",
+        "headers",
+        "key_offsets",
+        "key_valid",
+        "keys",
+        "nbytes",
+        "timestamps",
+        "value_offsets",
+        "values",
+    )
 
     def __init__(self) -> None:
         self.values = bytearray()
@@ -116,7 +125,9 @@ def normalize_table(data: pa.Table | pa.RecordBatch) -> pa.RecordBatch:
         raise ValueError(f"send_batch needs a binary 'value' column; the table has {sorted(names)}")
     unknown = names - {"value", "key", "headers", "timestamp_ms"}
     if unknown:
-        raise ValueError(f"send_batch: unexpected columns {sorted(unknown)}; allowed: value, key, headers, timestamp_ms")
+        raise ValueError(
+            f"send_batch: unexpected columns {sorted(unknown)}; allowed: value, key, headers, timestamp_ms"
+        )
     n = table.num_rows
     if n == 0:
         raise ValueError("send_batch: the table has no rows")
@@ -127,7 +138,10 @@ def normalize_table(data: pa.Table | pa.RecordBatch) -> pa.RecordBatch:
         "headers": _headers_column(table, n),
     }
     # combine_chunks copies even a single chunk (0.26 ms per 2 MB batch, as much as serializing)
-    arrays = [c.chunk(0) if c.num_chunks == 1 else c.combine_chunks() for c in (columns[f.name] for f in RECORD_SCHEMA)]
+    arrays = [
+        c.chunk(0) if c.num_chunks == 1 else c.combine_chunks()
+        for c in (columns[f.name] for f in RECORD_SCHEMA)
+    ]
     return pa.RecordBatch.from_arrays(arrays, schema=RECORD_SCHEMA)
 
 
@@ -139,7 +153,9 @@ def _binary_column(table: pa.Table, name: str, n: int) -> pa.ChunkedArray:
         return column
     if pa.types.is_large_binary(column.type) or pa.types.is_fixed_size_binary(column.type):
         return column.cast(pa.binary())
-    raise TypeError(f"send_batch: column {name!r} must be binary, got {column.type} (encode strings to bytes)")
+    raise TypeError(
+        f"send_batch: column {name!r} must be binary, got {column.type} (encode strings to bytes)"
+    )
 
 
 def _timestamp_column(table: pa.Table, n: int) -> pa.ChunkedArray:
@@ -164,5 +180,6 @@ def _headers_column(table: pa.Table, n: int) -> pa.ChunkedArray:
     try:
         return column.cast(HEADERS_TYPE)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise TypeError(f"send_batch: column 'headers' must be map<string, binary>, got {column.type}") from exc
-
+        raise TypeError(
+            f"send_batch: column 'headers' must be map<string, binary>, got {column.type}"
+        ) from exc

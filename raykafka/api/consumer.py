@@ -42,8 +42,18 @@ _RESETS = ("earliest", "latest", "none")
 class _Fetcher:
     """One assigned partition: position, decoded batches, the fetch in flight."""
 
-    __slots__ = ("buffered_bytes", "chunk_start", "chunks", "fetch_offset", "in_flight", "in_flight_since", "leader",
-                 "position", "py_columns", "tp")
+    __slots__ = (
+        "buffered_bytes",
+        "chunk_start",
+        "chunks",
+        "fetch_offset",
+        "in_flight",
+        "in_flight_since",
+        "leader",
+        "position",
+        "py_columns",
+        "tp",
+    )
 
     def __init__(self, tp: TopicPartition, leader, position: int | None):
         self.tp = tp
@@ -107,7 +117,8 @@ class Consumer:
             validate_group_id(group_id)
         if partition_assignment_strategy not in STRATEGIES:
             raise ValueError(
-                f"partition_assignment_strategy must be one of {STRATEGIES}, got {partition_assignment_strategy!r}"
+                f"partition_assignment_strategy must be one of {STRATEGIES}, "
+                f"got {partition_assignment_strategy!r}"
             )
         if auto_offset_reset not in _RESETS:
             raise ValueError(f"auto_offset_reset must be one of {_RESETS}, got {auto_offset_reset!r}")
@@ -195,7 +206,9 @@ class Consumer:
     def _leader(self, tp: TopicPartition):
         leaders = self._leaders.get(tp.topic)
         if leaders is None:
-            meta = call(self._manager.topic_metadata, tp.topic, timeout_s=self._timeout_s, what="topic metadata")
+            meta = call(
+                self._manager.topic_metadata, tp.topic, timeout_s=self._timeout_s, what="topic metadata"
+            )
             leaders = self._leaders[tp.topic] = meta["leaders"]
         if tp.partition >= len(leaders):
             raise ValueError(f"topic {tp.topic!r} has partitions 0..{len(leaders) - 1}; got {tp.partition}")
@@ -289,7 +302,7 @@ class Consumer:
             for f in self._fetchers.values():
                 if f.tp.topic == topic:
                     f.leader = self._leader(f.tp)
-        except ACTOR_GONE + (RequestTimedOut,):
+        except (*ACTOR_GONE, RequestTimedOut):
             pass  # the topic manager is restarting; the next round tries again
 
     def _has_buffered(self) -> bool:
@@ -375,7 +388,9 @@ class Consumer:
         i = fetcher.chunk_start
         offsets, stamps, keys, values, headers = fetcher.py_columns
         tp = fetcher.tp
-        message = Message._consumed(tp.topic, tp.partition, offsets[i], stamps[i], keys[i], values[i], headers[i])
+        message = Message._consumed(
+            tp.topic, tp.partition, offsets[i], stamps[i], keys[i], values[i], headers[i]
+        )
         fetcher.position = offsets[i] + 1
         if i + 1 == head.num_rows:
             fetcher.drop_head()
@@ -409,7 +424,12 @@ class Consumer:
                     m.topic, m.partition, m.offset, m.timestamp_ms = tp_topic, tp_partition, offset, stamps[i]
                     m.key, m.value, m.headers = keys[i], values[i], headers[i]
                     yield m
-                    if last or fetcher.chunk_start != i + 1 or not fetcher.chunks or fetcher.chunks[0] is not head:
+                    if (
+                        last
+                        or fetcher.chunk_start != i + 1
+                        or not fetcher.chunks
+                        or fetcher.chunks[0] is not head
+                    ):
                         break  # head done, or a seek/reset/poll moved on while the caller held the message
 
     # -- groups ------------------------------------------------------------------
@@ -420,7 +440,7 @@ class Consumer:
         if self.group_id is None:
             raise ValueError("subscribe needs a group_id; with group_id=None use assign()")
         if isinstance(topics, str):
-            raise TypeError("subscribe takes a list of topic names, e.g. subscribe([\"topic1\"])")
+            raise TypeError('subscribe takes a list of topic names, e.g. subscribe(["topic1"])')
         names = [validate_topic_name(t) for t in topics]
         if not names:
             raise ValueError("subscribe needs at least one topic")

@@ -95,8 +95,12 @@ class GroupMember:
         try:
             ray.get(self.coordinator.leave.remote(self.member_id), timeout=self.request_timeout_ms / 1000)
         except Exception as exc:  # the session timeout removes us anyway
-            logger.info("group %s: leave failed (%s); the session timeout will remove %s",
-                        self.group_id, exc, self.member_id)
+            logger.info(
+                "group %s: leave failed (%s); the session timeout will remove %s",
+                self.group_id,
+                exc,
+                self.member_id,
+            )
 
     # -- the heartbeat thread ----------------------------------------------------
 

@@ -20,6 +20,7 @@ future fails with ``RequestTimedOut``. Errors reach the futures and the next ``f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -65,8 +66,16 @@ RETRY_BACKOFF_MS = 100
 class BatchResult:
     """The outcome of one shipped batch, shared by the futures of its records."""
 
-    __slots__ = ("base_offset", "callbacks", "done", "error", "log_append_time_ms", "partition", "timestamps",
-                 "topic")
+    __slots__ = (
+        "base_offset",
+        "callbacks",
+        "done",
+        "error",
+        "log_append_time_ms",
+        "partition",
+        "timestamps",
+        "topic",
+    )
 
     def __init__(self, topic: str, partition: int):
         self.topic = topic
@@ -177,8 +186,18 @@ class _TopicState:
 class _Batch:
     """A closed batch on its way: payload, identity, retry bookkeeping."""
 
-    __slots__ = ("attempts", "count", "first_sent_at", "nbytes", "not_before", "partition", "payload", "result",
-                 "seq", "topic")
+    __slots__ = (
+        "attempts",
+        "count",
+        "first_sent_at",
+        "nbytes",
+        "not_before",
+        "partition",
+        "payload",
+        "result",
+        "seq",
+        "topic",
+    )
 
     def __init__(self, topic, partition, payload, count, nbytes, result):
         self.topic, self.partition, self.payload = topic, partition, payload
@@ -379,7 +398,9 @@ class Producer:
                 self._reserve_locked(piece.nbytes)
                 result = BatchResult(topic, p)
                 result.timestamps = piece.column(2)
-                self._ready.append(_Batch(topic, p, encode_record_batch(piece), piece.num_rows, piece.nbytes, result))
+                self._ready.append(
+                    _Batch(topic, p, encode_record_batch(piece), piece.num_rows, piece.nbytes, result)
+                )
                 self._unfinished += 1
                 parts.append((result, 0, piece.num_rows))
             self._wakeup.notify()
@@ -406,7 +427,9 @@ class Producer:
             while self._unfinished:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise RequestTimedOut(f"flush: {self._unfinished} batch(es) still unacknowledged after {timeout} s")
+                    raise RequestTimedOut(
+                        f"flush: {self._unfinished} batch(es) still unacknowledged after {timeout} s"
+                    )
                 self._space.wait(remaining if remaining is not None else 1.0)
             errors, self._errors = self._errors, []
         if errors:
@@ -447,10 +470,8 @@ class Producer:
         except UnknownTopic:
             if not self._settings.auto_create_topics:
                 raise
-            try:
+            with contextlib.suppress(TopicAlreadyExists):
                 call(self._manager.create_topic, topic, 1, 1, None, timeout_s=timeout_s, what="create topic")
-            except TopicAlreadyExists:
-                pass
             meta = call(self._manager.topic_metadata, topic, timeout_s=timeout_s, what="topic metadata")
         state = _TopicState(
             name=topic,
@@ -469,7 +490,9 @@ class Producer:
         if isinstance(partition, bool) or not isinstance(partition, int):
             raise TypeError(f"partition must be an int, got {type(partition).__name__}")
         if not 0 <= partition < len(state.leaders):
-            raise ValueError(f"topic {state.name!r} has partitions 0..{len(state.leaders) - 1}; got {partition}")
+            raise ValueError(
+                f"topic {state.name!r} has partitions 0..{len(state.leaders) - 1}; got {partition}"
+            )
 
     def _refresh_if_too_large(self, state: _TopicState, size: int) -> _TopicState:
         """Before rejecting ``size`` bytes, re-read the topic: the cached max.message.bytes may
@@ -621,7 +644,12 @@ class Producer:
             with self._lock:
                 first_unacked = min(self._unacked[(batch.topic, batch.partition)])
             ref = leader.append.remote(
-                batch.payload, self._producer_id, batch.seq, False, self.acks, self.request_timeout_ms,
+                batch.payload,
+                self._producer_id,
+                batch.seq,
+                False,
+                self.acks,
+                self.request_timeout_ms,
                 first_unacked,
             )
         except Exception as exc:  # encoding or submission failed: the batch fails, others go on
@@ -651,8 +679,12 @@ class Producer:
 
     def _refresh(self, state: _TopicState) -> None:
         """Re-read a topic's leaders (sender thread): after a failover they are other actors."""
-        meta = call(self._manager.topic_metadata, state.name, timeout_s=self.request_timeout_ms / 1000,
-                    what="topic metadata")
+        meta = call(
+            self._manager.topic_metadata,
+            state.name,
+            timeout_s=self.request_timeout_ms / 1000,
+            what="topic metadata",
+        )
         state.leaders = meta["leaders"]
         state.max_message_bytes = int(meta["config"]["max.message.bytes"])
         state.loaded_at = time.monotonic()
@@ -660,13 +692,21 @@ class Producer:
 
     def _retry_or_fail(self, batch: _Batch, exc: BaseException) -> None:
         if time.monotonic() - batch.first_sent_at >= self.request_timeout_ms / 1000:
-            self._complete(batch, error=RequestTimedOut(
-                f"{batch.topic}-{batch.partition}: not acknowledged within request_timeout_ms="
-                f"{self.request_timeout_ms} ({batch.attempts} attempts; last error: {type(exc).__name__})"
-            ))
+            self._complete(
+                batch,
+                error=RequestTimedOut(
+                    f"{batch.topic}-{batch.partition}: not acknowledged within request_timeout_ms="
+                    f"{self.request_timeout_ms} ({batch.attempts} attempts; last error: {type(exc).__name__})"
+                ),
+            )
             return
-        logger.info("%s-%d: partition leader unreachable (%s); retrying batch seq %d",
-                    batch.topic, batch.partition, type(exc).__name__, batch.seq)
+        logger.info(
+            "%s-%d: partition leader unreachable (%s); retrying batch seq %d",
+            batch.topic,
+            batch.partition,
+            type(exc).__name__,
+            batch.seq,
+        )
         with self._lock:
             if self._in_flight_batches.pop(id(batch), None) is None:
                 return  # already expired
@@ -687,10 +727,13 @@ class Producer:
             if now - batch.first_sent_at >= limit_s and not batch.result.done.is_set():
                 self._in_flight_batches.pop(key)
                 self._in_flight[(batch.topic, batch.partition)] -= 1
-                self._finish_locked(batch, error=RequestTimedOut(
-                    f"{batch.topic}-{batch.partition}: no answer within request_timeout_ms="
-                    f"{self.request_timeout_ms}; is the partition's node alive?"
-                ))
+                self._finish_locked(
+                    batch,
+                    error=RequestTimedOut(
+                        f"{batch.topic}-{batch.partition}: no answer within request_timeout_ms="
+                        f"{self.request_timeout_ms}; is the partition's node alive?"
+                    ),
+                )
 
     def _complete(self, batch: _Batch, base: int = -1, append_time: int = -1, error=None) -> None:
         with self._lock:

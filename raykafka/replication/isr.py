@@ -44,7 +44,9 @@ class ReplicaTracker:
         self.leader_end = leader_end
         return self._advance()
 
-    def on_follower_ack(self, follower: str, follower_end: int, leader_end_when_sent: int, now_ms: int) -> bool:
+    def on_follower_ack(
+        self, follower: str, follower_end: int, leader_end_when_sent: int, now_ms: int
+    ) -> bool:
         """A follower holds everything below ``follower_end``. Returns whether the ISR changed."""
         if follower not in self.follower_end:
             return False
@@ -68,7 +70,8 @@ class ReplicaTracker:
     def laggards(self, now_ms: int) -> list[str]:
         """In-sync followers that have not caught up for lag_time_max_ms (to be removed)."""
         return sorted(
-            f for f in self.isr
+            f
+            for f in self.isr
             if f != self.leader_id
             and self.follower_end[f] < self.leader_end
             and now_ms - self.last_caught_up_ms[f] > self.lag_time_max_ms
