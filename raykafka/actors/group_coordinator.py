@@ -22,6 +22,7 @@ import ray
 
 from raykafka.actors.naming import TOPIC_MANAGER_NAME
 from raykafka.actors.partition import resolve_data_dir
+from raykafka.clock import now_ms
 from raykafka.errors import GroupNotEmpty, UnknownTopic
 from raykafka.groups.membership import GroupState, UnknownMember
 from raykafka.groups.offsets_store import OffsetsStore
@@ -42,10 +43,6 @@ OFFSETS_TIMEOUT_S = 5.0
 INITIAL_REBALANCE_DELAY_MS = 500
 #: How often the consumer-lag gauges are refreshed.
 LAG_METRIC_INTERVAL_MS = 2_000
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def group_directory(data_dir: str | None, group_id: str):

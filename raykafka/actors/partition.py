@@ -40,6 +40,7 @@ import ray
 from raykafka.actors.naming import TOPIC_MANAGER_NAME
 from raykafka.actors.replication import LeaderReplication
 from raykafka.actors.sequencing import Sequencer
+from raykafka.clock import now_ms
 from raykafka.errors import (
     CorruptRecord,
     FencedLeader,
@@ -67,10 +68,6 @@ DEFAULT_REPLICA_LAG_TIME_MAX_MS = 3_000
 DEFAULT_REPLICATE_TIMEOUT_MS = 2_000
 #: How long a (re)started replica waits between attempts to learn its role.
 REGISTER_RETRY_MS = 200
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def resolve_data_dir(data_dir: str | None) -> Path:

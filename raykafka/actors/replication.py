@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import ray
 
 from raykafka.actors.naming import TOPIC_MANAGER_NAME
+from raykafka.clock import now_ms
 from raykafka.errors import FencedLeader, NotLeader
 from raykafka.replication.isr import ReplicaTracker
 from raykafka.storage import LogOffsetOutOfRange
@@ -39,10 +39,6 @@ KEEPALIVE_MS = 500
 RETRY_BACKOFF_MS = 100
 #: How often in-sync followers are checked for lag.
 LAG_CHECK_INTERVAL_MS = 200
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class LeaderReplication:

@@ -12,17 +12,10 @@ import ray
 
 from raykafka.api.connection import Settings, current_settings, group_coordinator, topic_manager
 from raykafka.api.rpc import call
+from raykafka.api.validation import check_int
 from raykafka.errors import UnknownGroup
 from raykafka.topic_config import validate_group_id, validate_topic_config, validate_topic_name
 from raykafka.types import GroupDescription, TopicDescription
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 class Admin:
@@ -38,7 +31,7 @@ class Admin:
 
     def __init__(self, request_timeout_ms: int = 30000, *, settings: Settings | None = None):
         """``settings``: a connection to use instead of the process's (as ``Consumer`` takes it)."""
-        self.request_timeout_ms = _check_int("request_timeout_ms", request_timeout_ms, 1)
+        self.request_timeout_ms = check_int("request_timeout_ms", request_timeout_ms, 1)
         self._settings: Settings = settings or current_settings()
         self._manager = topic_manager(self._settings)
 
@@ -62,8 +55,8 @@ class Admin:
     ) -> TopicDescription:
         """Create a topic; raises TopicAlreadyExists, InvalidTopicName, InvalidConfig."""
         validate_topic_name(name)
-        _check_int("partitions", partitions, 1)
-        _check_int("replication_factor", replication_factor, 1)
+        check_int("partitions", partitions, 1)
+        check_int("replication_factor", replication_factor, 1)
         explicit = validate_topic_config(config)
         return self._call("create_topic", name, partitions, replication_factor, explicit, idempotent=False)
 
@@ -83,7 +76,7 @@ class Admin:
     def create_partitions(self, name: str, total: int) -> TopicDescription:
         """Grow ``name`` to ``total`` partitions (partitions never shrink)."""
         validate_topic_name(name)
-        _check_int("total", total, 1)
+        check_int("total", total, 1)
         return self._call("create_partitions", name, total, idempotent=False)
 
     def alter_topic_config(self, name: str, config: Mapping[str, str]) -> TopicDescription:
@@ -103,7 +96,7 @@ class Admin:
             raise ValueError("reassign_partitions takes {partition: [node_id, ...]}")
         clean = {}
         for partition, nodes in assignments.items():
-            _check_int("partition", partition, 0)
+            check_int("partition", partition, 0)
             if isinstance(nodes, str) or not all(isinstance(n, str) for n in nodes):
                 raise TypeError("each partition maps to a list of Ray node id strings")
             clean[partition] = list(nodes)
@@ -113,7 +106,7 @@ class Admin:
 
     def _partition_actor(self, topic: str, partition: int):
         validate_topic_name(topic)
-        _check_int("partition", partition, 0)
+        check_int("partition", partition, 0)
         leaders = self._call("topic_metadata", topic)["leaders"]
         if partition >= len(leaders):
             raise ValueError(f"topic {topic!r} has partitions 0..{len(leaders) - 1}; got {partition}")
@@ -126,7 +119,7 @@ class Admin:
         if isinstance(spec, str) and spec not in ("earliest", "latest"):
             raise ValueError(f"list_offsets takes 'earliest', 'latest' or a timestamp in ms, got {spec!r}")
         if spec not in ("earliest", "latest"):
-            _check_int("timestamp_ms", spec, 0)
+            check_int("timestamp_ms", spec, 0)
         actor = self._partition_actor(topic, partition)
         return call(actor.list_offset, spec, timeout_s=self.request_timeout_ms / 1000, what="list_offsets")
 
@@ -139,7 +132,7 @@ class Admin:
             raise TypeError("delete_records takes {partition: before_offset}")
         actors = {}
         for partition, offset in before_offsets.items():
-            _check_int("before_offset", offset, 0)
+            check_int("before_offset", offset, 0)
             actors[partition] = self._partition_actor(topic, partition)
         return {
             p: call(

@@ -9,20 +9,16 @@ slower. ``normalize_table`` does the same job for ``send_batch`` input.
 
 from __future__ import annotations
 
-import time
 from array import array
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from raykafka.clock import now_ms
 from raykafka.storage.records import HEADERS_TYPE, RECORD_SCHEMA
 
 _INT32_MAX = (1 << 31) - 1
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class RecordBuilder:

@@ -94,32 +94,31 @@ def topic_manager(settings: Settings):
     """The TopicManager handle for ``settings``' namespace, created (detached) on first use."""
     from raykafka.actors.topic_manager import TopicManager
 
-    ensure_ray(settings)
-    return (
-        ray.remote(TopicManager)
-        .options(
-            name=TOPIC_MANAGER_NAME,
-            namespace=settings.namespace,
-            lifetime="detached",
-            get_if_exists=True,
-            num_cpus=0,
-            max_restarts=-1,
-            max_task_retries=0,
-            scheduling_strategy=_head_node_strategy(),
-        )
-        .remote(settings.data_dir, settings.namespace)
-    )
+    return _control_actor(TopicManager, TOPIC_MANAGER_NAME, settings, settings.data_dir, settings.namespace)
 
 
 def group_coordinator(settings: Settings, group_id: str):
     """The GroupCoordinator of ``group_id``, created (detached) on first use; safe when many race."""
     from raykafka.actors.group_coordinator import GroupCoordinator
 
+    return _control_actor(
+        GroupCoordinator,
+        group_actor_name(group_id),
+        settings,
+        group_id,
+        settings.data_dir,
+        settings.namespace,
+    )
+
+
+def _control_actor(cls, name: str, settings: Settings, *args):
+    """A named, detached, restartable actor on the head node (its state lives on that disk);
+    ``get_if_exists`` makes concurrent first uses from many processes meet the same one."""
     ensure_ray(settings)
     return (
-        ray.remote(GroupCoordinator)
+        ray.remote(cls)
         .options(
-            name=group_actor_name(group_id),
+            name=name,
             namespace=settings.namespace,
             lifetime="detached",
             get_if_exists=True,
@@ -128,7 +127,7 @@ def group_coordinator(settings: Settings, group_id: str):
             max_task_retries=0,
             scheduling_strategy=_head_node_strategy(),
         )
-        .remote(group_id, settings.data_dir, settings.namespace)
+        .remote(*args)
     )
 
 

@@ -26,6 +26,7 @@ from raykafka.api.fetch import decode_fetch, empty_table
 from raykafka.api.group_member import GroupMember
 from raykafka.api.message import Message
 from raykafka.api.rpc import ACTOR_GONE, call, unwrap
+from raykafka.api.validation import check_int, check_timeout
 from raykafka.errors import ConsumerClosed, NotLeader, OffsetOutOfRange, RequestTimedOut, StaleGeneration
 from raykafka.groups.assignors import STRATEGIES
 from raykafka.topic_config import validate_group_id, validate_topic_name
@@ -130,10 +131,7 @@ class Consumer:
             ("fetch_max_bytes", fetch_max_bytes, 1),
             ("request_timeout_ms", request_timeout_ms, 1),
         ):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-            if value < minimum:
-                raise ValueError(f"{name} must be >= {minimum}, got {value}")
+            check_int(name, value, minimum)
         self.group_id = group_id
         self.auto_offset_reset = auto_offset_reset
         self.enable_auto_commit = enable_auto_commit
@@ -343,7 +341,7 @@ class Consumer:
         """Up to ``max_messages`` records as a pyarrow Table (columns in API.md); may be empty."""
         if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
             raise ValueError(f"max_messages must be an int >= 1, got {max_messages!r}")
-        _check_timeout(timeout_s)
+        check_timeout(timeout_s)
         if not self._fill(timeout_s):
             return empty_table()
         taken: list[pa.RecordBatch] = []
@@ -368,7 +366,7 @@ class Consumer:
 
     def poll(self, timeout_s: float = 1.0) -> Message | None:
         """The next message, or None when none arrives within ``timeout_s``."""
-        _check_timeout(timeout_s)
+        check_timeout(timeout_s)
         self._check_open()
         self._sync_group()
         for fetcher in self._fetchers.values():
@@ -576,7 +574,7 @@ class Consumer:
         validate_topic_name(topic)
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be an int >= 1, got {n!r}")
-        _check_timeout(timeout_s)
+        check_timeout(timeout_s)
         self._leader(TopicPartition(topic, 0))  # UnknownTopic at the call
         streams = [MessageStream(self._settings, self._config(), [topic], timeout_s) for _ in range(n)]
         self._streams.extend(streams)
@@ -623,13 +621,6 @@ class Consumer:
     def _check_open(self) -> None:
         if self._closed:
             raise ConsumerClosed("this consumer is closed; create a new Consumer")
-
-
-def _check_timeout(timeout_s) -> None:
-    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float)):
-        raise TypeError(f"timeout_s must be a number of seconds, got {type(timeout_s).__name__}")
-    if timeout_s is not None and timeout_s < 0:
-        raise ValueError(f"timeout_s must be >= 0, got {timeout_s}")
 
 
 def _python_columns(batch: pa.RecordBatch) -> tuple:

@@ -37,6 +37,7 @@ from raykafka.api.batching import RecordBuilder, normalize_table, now_ms
 from raykafka.api.connection import Settings, current_settings, topic_manager
 from raykafka.api.message import Message, MessageSet, check_bytes, check_headers, check_timestamp
 from raykafka.api.rpc import ACTOR_GONE, call, unwrap
+from raykafka.api.validation import check_int
 from raykafka.errors import (
     MessageTooLarge,
     NotLeader,
@@ -249,10 +250,7 @@ class Producer:
             ("buffer_memory", buffer_memory, 1),
             ("max_block_ms", max_block_ms, 0),
         ):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-            if value < minimum:
-                raise ValueError(f"{name} must be >= {minimum}, got {value}")
+            check_int(name, value, minimum)
         if compression not in (None, "none"):
             raise ValueError(f"compression={compression!r} is not supported yet; use None")
         if partitioner not in ("hash", "round_robin"):
