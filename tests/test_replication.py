@@ -187,7 +187,13 @@ def test_leader_node_crash_loses_no_acknowledged_message(cluster, rkc):
     offsets = sorted(got)
     assert offsets == list(range(offsets[0], offsets[-1] + 1)), "offsets are contiguous"
     print(f"failover: first acks=all produce {first_ack_after - crashed_at:.2f} s after the crash")
+    # The deposed leader's disk comes back under a new Ray node id: its replica is recreated there,
+    # is fenced by the new epoch, truncates what the new leader never had, catches up and rejoins.
     restore_node(cluster, label)
+    deadline = time.monotonic() + 120
+    while len(admin.describe_topic("orders").partitions[0].isr_node_ids) < 3:
+        assert time.monotonic() < deadline, "the old leader's replica did not rejoin the ISR"
+        time.sleep(1)
 
 
 def test_follower_loss_shrinks_isr_then_reassignment_catches_up(cluster, rkc):
