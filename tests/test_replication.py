@@ -212,9 +212,7 @@ def test_follower_loss_shrinks_isr_then_reassignment_catches_up(cluster, rkc):
     with Producer(acks="all") as producer:  # min.insync.replicas=1: goes on with the leader alone
         for i in range(200, 400):
             producer.send("logs", f"a-{i}".encode())
-    fresh = restore_node(cluster, f"{label}-new")  # a new node with a new disk
-    del cluster.workers[f"{label}-new"]
-    cluster.workers[label] = fresh
+    fresh = restore_node(cluster, f"{label}-new")  # a new node with a new disk (and its own label)
     moved = admin.reassign_partitions("logs", {0: [part.leader_node_id, fresh.node_id]})
     assert sorted(moved.partitions[0].replica_node_ids) == sorted([part.leader_node_id, fresh.node_id])
     assert sorted(moved.partitions[0].isr_node_ids) == sorted([part.leader_node_id, fresh.node_id])

@@ -415,6 +415,12 @@ class TopicManager:
                             spare[0],
                             home,
                         )
+                        if replica["replica_id"] != part["leader"] and part["leader"] is not None:
+                            # The leader replicates to actor handles it was given: give it the new one
+                            # (a new epoch; the new actor learns it when it asks, as after a restart).
+                            part["leader_epoch"] += 1
+                            self._persist()
+                            await self._install(name, part)
                     # it asks for its role when it is up (replica_ready)
 
     async def _finish_deletions(self) -> None:
