@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import time
+import uuid
 
 import pyarrow as pa
 
 import raykafka
-from raykafka import Admin, Consumer, Message, MessageSet, Producer, TopicPartition
+from raykafka import Admin, Consumer, Message, MessageSet, Producer
 from raykafka.errors import TopicAlreadyExists
 
 
@@ -56,15 +57,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.messages * args.message_bytes / produce_s / 1e6:.1f} MB/s"
     )
 
-    # The seed's consumer loop: iterate messages and take their payload.
-    consumer = Consumer(group_id=None, auto_offset_reset="earliest")
-    consumer.assign([TopicPartition(args.topic, 0, offset=start_offset)])
+    # The seed's consumer: message streams of a group, iterated; each message's payload.
+    # A group of its own per run reads from the earliest offset and skips older runs' messages.
+    consumer = Consumer(group_id=f"demo-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest")
+    streams = consumer.create_message_streams(args.topic, 1)
     total = args.messages + 1
     seen = 0
     t0 = time.perf_counter()
-    for message in consumer:
+    for message in streams[0]:
+        if message.offset < start_offset:
+            continue
         payload = message.payload()
         if seen == 0:
+            t0 = time.perf_counter()
             print(f"first message consumed: offset {message.offset} payload {payload!r}")
         seen += 1
         if seen == total:
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     consume_s = time.perf_counter() - t0
     consumer.close()
     print(
-        f"consumed {seen:,} messages by iteration: {seen / consume_s:,.0f} msgs/s, "
+        f"consumed {seen:,} messages from a message stream: {seen / consume_s:,.0f} msgs/s, "
         f"{seen * args.message_bytes / consume_s / 1e6:.1f} MB/s"
     )
 

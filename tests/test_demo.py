@@ -1,0 +1,33 @@
+"""The README's first command: the main job, run as a user runs it (its own local Ray)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    env = dict(os.environ, RAYKAFKA_DATA_DIR=str(tmp_path / "data"), RAY_ADDRESS="local")
+    namespace = f"demo-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(
+        [sys.executable, "-m", "raykafka.demo", "--messages", "3000", "--namespace", namespace],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "created topic 'topic1' with 1 partition" in out
+    assert "sent 'test message str' -> topic1[0] offset 0" in out
+    assert "first message consumed: offset 0 payload b'test message str'" in out
+    assert "consumed 3,001 messages from a message stream" in out
+    assert "topic 'topic1': log start 0, high watermark 3001" in out
+    assert "send_batch of an Arrow table landed at offsets [3001, 3002, 3003]" in out
