@@ -459,8 +459,14 @@ class Producer:
 
     def _topic(self, topic: str) -> _TopicState:
         state = self._topics.get(topic)
-        if state is not None and not state.stale:
-            return state
+        if state is not None:
+            if not state.stale:
+                return state
+            try:  # re-read in place: the sender thread holds this object too
+                self._refresh(state)
+                return state
+            except UnknownTopic:
+                del self._topics[topic]  # deleted meanwhile: load it as new (auto-create applies)
         validate_topic_name(topic)  # InvalidTopicName before asking anyone
         timeout_s = self.request_timeout_ms / 1000
         try:
