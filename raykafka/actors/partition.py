@@ -34,7 +34,6 @@ import os
 import time
 from pathlib import Path
 
-import pyarrow.compute as pc
 import ray
 
 from raykafka.actors.naming import TOPIC_MANAGER_NAME
@@ -55,7 +54,12 @@ from raykafka.storage import CorruptBatch, LogOffsetOutOfRange, PartitionLog, it
 from raykafka.storage.checkpoint import write_log_start_offset
 from raykafka.storage.framing import ATTR_LOG_APPEND_TIME
 from raykafka.storage.leader_epochs import LeaderEpochCache
-from raykafka.storage.records import InvalidRecordBatch, decode_record_batch, largest_record_bytes
+from raykafka.storage.records import (
+    InvalidRecordBatch,
+    decode_record_batch,
+    largest_record_bytes,
+    max_timestamp_ms,
+)
 from raykafka.topic_config import config_value, to_log_config
 
 logger = logging.getLogger(__name__)
@@ -287,6 +291,7 @@ class PartitionActor:
         self._require_leader()  # may have changed while this append waited for its turn
         try:
             batch = decode_record_batch(payload)
+            max_ts = max_timestamp_ms(batch) if batch.num_rows else -1
         except InvalidRecordBatch as exc:
             raise ValueError(f"{self.name}: rejected append: {exc}") from None
         count = batch.num_rows
@@ -303,9 +308,7 @@ class PartitionActor:
             first_ts = max_ts = now_ms()
             attributes = ATTR_LOG_APPEND_TIME
         else:
-            stamps = batch.column(2)
-            first_ts = stamps[0].as_py()
-            max_ts = pc.max(stamps).as_py()
+            first_ts = batch.column(2)[0].as_py()
             attributes = 0
         base = self.log.append(
             payload,

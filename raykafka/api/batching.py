@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raykafka.clock import now_ms
+from raykafka.storage.arrays import full_int64, int64_values
 from raykafka.storage.records import HEADERS_TYPE, RECORD_SCHEMA
 
 _INT32_MAX = (1 << 31) - 1
@@ -157,14 +158,16 @@ def _binary_column(table: pa.Table, name: str, n: int) -> pa.ChunkedArray:
 def _timestamp_column(table: pa.Table, n: int) -> pa.ChunkedArray:
     stamp = now_ms()
     if "timestamp_ms" not in table.column_names:
-        return pa.chunked_array([pa.array(np.full(n, stamp, dtype=np.int64))])
+        return pa.chunked_array([full_int64(n, stamp)])
     column = table.column("timestamp_ms")
     if not pa.types.is_integer(column.type):
         raise TypeError(f"send_batch: column 'timestamp_ms' must be int64, got {column.type}")
-    column = column.cast(pa.int64())
+    if column.type != pa.int64():
+        column = column.cast(pa.int64())
     if column.null_count:
         column = pc.fill_null(column, stamp)
-    if n and pc.min(column).as_py() < 0:
+    # numpy, not pc.min: a compute kernel's first call in a process costs ~200 ms
+    if any(len(chunk) and int64_values(chunk).min() < 0 for chunk in column.chunks):
         raise ValueError("send_batch: timestamp_ms must be >= 0")
     return column
 

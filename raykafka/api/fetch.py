@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from raykafka.errors import CorruptRecord
+from raykafka.storage.arrays import full_int64, int_array
 from raykafka.storage.framing import CorruptBatch, iter_frames
 from raykafka.storage.records import CONSUMER_SCHEMA, decode_record_batch
 
@@ -38,15 +39,14 @@ def decode_fetch(topic: str, partition: int, frames: list, from_offset: int) -> 
                         f"{topic}-{partition}: batch at offset {header.base_offset} says {n} records "
                         f"but holds {batch.num_rows}"
                     )
+                stamps = batch.column(2)
                 if header.log_append_time:
-                    stamps = pa.array(np.full(n, header.max_timestamp_ms, dtype=np.int64))
-                else:
-                    stamps = batch.column(2)
+                    stamps = full_int64(n, header.max_timestamp_ms)
                 table = pa.RecordBatch.from_arrays(
                     [
                         constant_string_array(topic, n),
-                        pa.array(np.full(n, partition, dtype=np.int32)),
-                        pa.array(np.arange(header.base_offset, header.next_offset, dtype=np.int64)),
+                        int_array(np.full(n, partition, dtype=np.int32)),
+                        int_array(np.arange(header.base_offset, header.next_offset, dtype=np.int64)),
                         stamps,
                         batch.column(0),
                         batch.column(1),

@@ -592,9 +592,15 @@ class Producer:
                 while True:
                     now = time.monotonic()
                     linger_s = self.linger_ms / 1000
+                    waiting = self._waiting_per_partition_locked()
                     for slot, (_, _, opened) in list(self._open.items()):
-                        if now - opened >= linger_s:
+                        # A lingered batch is closed only when it can be sent now; while the partition's
+                        # requests in flight are at the limit it stays open and keeps growing (as Kafka's
+                        # accumulator drains only sendable partitions), so a backlog turns into bigger
+                        # batches instead of a queue of one-record requests.
+                        if now - opened >= linger_s and waiting.get(slot, 0) < self.max_in_flight:
                             self._close_open_locked(slot)
+                            waiting[slot] = waiting.get(slot, 0) + 1
                     self._expire_in_flight_locked(now)
                     for state in self._topics.values():
                         if now - state.loaded_at >= METADATA_MAX_AGE_MS / 1000:
@@ -615,7 +621,12 @@ class Producer:
                         taking[slot] = taking.get(slot, 0) + 1
                     if sendable or (self._closed and not self._open and not self._ready):
                         break
-                    waits = [opened + linger_s - now for _, _, opened in self._open.values()]
+                    # Open batches held back by a full partition wait for an answer (it notifies).
+                    waits = [
+                        opened + linger_s - now
+                        for slot, (_, _, opened) in self._open.items()
+                        if waiting.get(slot, 0) < self.max_in_flight
+                    ]
                     waits += [b.not_before - now for b in self._ready if b.not_before > now]
                     timeout = min(waits) if waits else None
                     if self._in_flight_batches:
@@ -633,6 +644,14 @@ class Producer:
                         self._unacked.setdefault(slot, set()).add(batch.seq)
             for batch in sendable:
                 self._ship(batch)
+
+    def _waiting_per_partition_locked(self) -> dict[tuple[str, int], int]:
+        """Requests in flight plus closed batches queued, per partition."""
+        waiting = dict(self._in_flight)
+        for b in self._ready:
+            slot = (b.topic, b.partition)
+            waiting[slot] = waiting.get(slot, 0) + 1
+        return waiting
 
     def _ship(self, batch: _Batch) -> None:
         try:

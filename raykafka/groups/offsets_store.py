@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from raykafka.storage import LogConfig, PartitionLog, decode_record_batch, encode_record_batch, iter_frames
+from raykafka.storage.arrays import binary_array, int_array
 from raykafka.storage.records import HEADERS_TYPE, RECORD_SCHEMA
 from raykafka.types import TopicPartition
 
@@ -80,9 +81,9 @@ class OffsetsStore:
         stamps = np.zeros(n, dtype=np.int64)  # commit records need no time
         batch = pa.RecordBatch.from_arrays(
             [
-                pa.array([_key(tp) for tp, _ in items], pa.binary()),
-                pa.array([_OFFSET.pack(o) for _, o in items], pa.binary()),
-                pa.array(stamps),
+                binary_array([_key(tp) for tp, _ in items]),
+                binary_array([_OFFSET.pack(o) for _, o in items]),
+                int_array(stamps),
                 pa.nulls(n, HEADERS_TYPE),
             ],
             schema=RECORD_SCHEMA,
