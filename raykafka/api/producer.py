@@ -2,9 +2,11 @@
 
 Data path: ``send`` appends to a per-partition ``RecordBuilder`` under one lock
 and returns a ``SendFuture`` at once. A sender thread closes a batch when it
-reaches ``batch_size`` bytes or has lingered ``linger_ms``, encodes it to Arrow
+reaches ``batch_size`` bytes or has lingered ``linger_ms`` (with ``linger_ms=0``
+the caller's thread ships it itself, saving a thread hand-off), encodes it to Arrow
 IPC and calls the partition actor's ``append`` -- at most
-``max_in_flight_requests_per_partition`` calls per partition at a time, and at
+``max_in_flight_requests_per_partition`` calls per partition at a time (while a
+partition is at that limit its open batch keeps growing), and at
 most ``buffer_memory`` bytes buffered before ``send`` blocks (backpressure,
 not unbounded memory). ``request_timeout_ms`` bounds a batch from its first
 request to its answer, retries included; time queued behind other batches does
@@ -336,6 +338,9 @@ class Producer:
                     if builder.nbytes >= self.batch_size:
                         self._close_open_locked(slot)
                         self._wakeup.notify()
+                direct = self._drain_locked(time.monotonic()) if self.linger_ms == 0 else None
+            if direct:
+                self._ship_all(direct)
             return _RecordFuture(result, index)
         if self._closed:
             raise ProducerClosed("this producer is closed; create a new Producer")
@@ -360,6 +365,9 @@ class Producer:
                         parts[-1] = (result, parts[-1][1], parts[-1][2] + 1)
                     else:
                         parts.append((result, index, 1))
+                direct = self._drain_locked(time.monotonic()) if self.linger_ms == 0 else None
+            if direct:
+                self._ship_all(direct)
             return SendFuture(parts)
         check_bytes(value, "value")
         check_bytes(key, "key", allow_none=True)
@@ -372,6 +380,9 @@ class Producer:
         with self._lock:
             stamp = now_ms() if timestamp_ms is None else timestamp_ms  # 0 is a valid timestamp
             result, index = self._append_locked(state, partition, value, key, stamp, headers)
+            direct = self._drain_locked(time.monotonic()) if self.linger_ms == 0 else None
+        if direct:
+            self._ship_all(direct)
         return SendFuture([(result, index, 1)])
 
     def send_batch(self, topic: str, table_or_batch: pa.Table | pa.RecordBatch, partition: int | None = None):
@@ -552,7 +563,8 @@ class Producer:
             result.timestamps = builder.timestamps
             entry = self._open[slot] = (builder, result, time.monotonic())
             self._unfinished += 1
-            self._wakeup.notify()  # starts the linger clock
+            if self.linger_ms:
+                self._wakeup.notify()  # starts the linger clock (with 0, the caller drains at once)
         builder, result, _ = entry
         index = builder.append(value, key, timestamp_ms, headers)
         if builder.nbytes >= self.batch_size:
@@ -591,59 +603,76 @@ class Producer:
             with self._lock:
                 while True:
                     now = time.monotonic()
-                    linger_s = self.linger_ms / 1000
-                    waiting = self._waiting_per_partition_locked()
-                    for slot, (_, _, opened) in list(self._open.items()):
-                        # A lingered batch is closed only when it can be sent now; while the partition's
-                        # requests in flight are at the limit it stays open and keeps growing (as Kafka's
-                        # accumulator drains only sendable partitions), so a backlog turns into bigger
-                        # batches instead of a queue of one-record requests.
-                        if now - opened >= linger_s and waiting.get(slot, 0) < self.max_in_flight:
-                            self._close_open_locked(slot)
-                            waiting[slot] = waiting.get(slot, 0) + 1
                     self._expire_in_flight_locked(now)
                     for state in self._topics.values():
                         if now - state.loaded_at >= METADATA_MAX_AGE_MS / 1000:
                             state.stale = True  # the next send re-reads metadata
-                    sendable = []
-                    taking: dict[tuple[str, int], int] = {}
-                    held: set[tuple[str, int]] = set()
-                    for b in self._ready:  # in order; at most max_in_flight per partition, counting these
-                        slot = (b.topic, b.partition)
-                        busy = self._in_flight.get(slot, 0) + taking.get(slot, 0)
-                        if slot in held or b.not_before > now or busy >= self.max_in_flight:
-                            # Nothing overtakes a batch waiting to be resent: the partition appends in
-                            # sequence order, so later batches would only occupy the in-flight slots
-                            # while waiting for it there (a deadlock until request_timeout_ms).
-                            held.add(slot)
-                            continue
-                        sendable.append(b)
-                        taking[slot] = taking.get(slot, 0) + 1
+                    sendable = self._drain_locked(now)
                     if sendable or (self._closed and not self._open and not self._ready):
                         break
-                    # Open batches held back by a full partition wait for an answer (it notifies).
-                    waits = [
-                        opened + linger_s - now
-                        for slot, (_, _, opened) in self._open.items()
-                        if waiting.get(slot, 0) < self.max_in_flight
-                    ]
-                    waits += [b.not_before - now for b in self._ready if b.not_before > now]
-                    timeout = min(waits) if waits else None
-                    if self._in_flight_batches:
-                        timeout = min(timeout or 0.1, 0.1)
-                    self._wakeup.wait(timeout)
-                if not sendable:
-                    return
-                for batch in sendable:
-                    self._ready.remove(batch)
-                    slot = (batch.topic, batch.partition)
-                    self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
-                    if batch.seq < 0:
-                        batch.seq = self._next_seq.get(slot, 0)
-                        self._next_seq[slot] = batch.seq + 1
-                        self._unacked.setdefault(slot, set()).add(batch.seq)
-            for batch in sendable:
-                self._ship(batch)
+                    self._wakeup.wait(self._sender_wait_locked(now))
+            if not sendable:
+                return
+            self._ship_all(sendable)
+
+    def _ship_all(self, batches: list[_Batch]) -> None:
+        for batch in batches:
+            self._ship(batch)
+
+    def _drain_locked(self, now: float) -> list[_Batch]:
+        """Close the open batches that lingered long enough and can go, and take every batch
+        that may be sent now (at most max_in_flight per partition), in order, with its sequence
+        number. The caller ships them after releasing the lock."""
+        linger_s = self.linger_ms / 1000
+        if self._open:
+            waiting = self._waiting_per_partition_locked()
+            for slot, (_, _, opened) in list(self._open.items()):
+                # A lingered batch is closed only when it can be sent now; while the partition's
+                # requests in flight are at the limit it stays open and keeps growing (as Kafka's
+                # accumulator drains only sendable partitions), so a backlog turns into bigger
+                # batches instead of a queue of one-record requests.
+                if now - opened >= linger_s and waiting.get(slot, 0) < self.max_in_flight:
+                    self._close_open_locked(slot)
+                    waiting[slot] = waiting.get(slot, 0) + 1
+        sendable = []
+        taking: dict[tuple[str, int], int] = {}
+        held: set[tuple[str, int]] = set()
+        for b in self._ready:  # in order; at most max_in_flight per partition, counting these
+            slot = (b.topic, b.partition)
+            busy = self._in_flight.get(slot, 0) + taking.get(slot, 0)
+            if slot in held or b.not_before > now or busy >= self.max_in_flight:
+                # Nothing overtakes a batch waiting to be resent: the partition appends in
+                # sequence order, so later batches would only occupy the in-flight slots
+                # while waiting for it there (a deadlock until request_timeout_ms).
+                held.add(slot)
+                continue
+            sendable.append(b)
+            taking[slot] = taking.get(slot, 0) + 1
+        for batch in sendable:
+            self._ready.remove(batch)
+            slot = (batch.topic, batch.partition)
+            self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
+            if batch.seq < 0:
+                batch.seq = self._next_seq.get(slot, 0)
+                self._next_seq[slot] = batch.seq + 1
+                self._unacked.setdefault(slot, set()).add(batch.seq)
+        return sendable
+
+    def _sender_wait_locked(self, now: float) -> float | None:
+        """How long the sender may sleep: until an open batch's linger ends or a retry's backoff."""
+        linger_s = self.linger_ms / 1000
+        waiting = self._waiting_per_partition_locked()
+        # Open batches held back by a full partition wait for an answer (it notifies).
+        waits = [
+            opened + linger_s - now
+            for slot, (_, _, opened) in self._open.items()
+            if waiting.get(slot, 0) < self.max_in_flight
+        ]
+        waits += [b.not_before - now for b in self._ready if b.not_before > now]
+        timeout = min(waits) if waits else None
+        if self._in_flight_batches:
+            timeout = min(timeout or 0.1, 0.1)
+        return timeout
 
     def _waiting_per_partition_locked(self) -> dict[tuple[str, int], int]:
         """Requests in flight plus closed batches queued, per partition."""
@@ -666,15 +695,8 @@ class Producer:
                 batch.first_sent_at = time.monotonic()
             with self._lock:
                 first_unacked = min(self._unacked[(batch.topic, batch.partition)])
-            ref = leader.append.remote(
-                batch.payload,
-                self._producer_id,
-                batch.seq,
-                False,
-                self.acks,
-                self.request_timeout_ms,
-                first_unacked,
-            )
+            request = (self._producer_id, batch.seq, first_unacked, self.acks, self.request_timeout_ms, False)
+            ref = leader.append.remote(batch.payload, request)
         except Exception as exc:  # encoding or submission failed: the batch fails, others go on
             self._complete(batch, error=unwrap(exc))
             return
