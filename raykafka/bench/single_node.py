@@ -23,6 +23,8 @@ Paths (each run measures them in this order; medians over runs are reported):
 * iterator         -- ``for m in consumer`` until everything sent was read
 * latency          -- ``linger_ms=0`` producer at a steady rate, consumer thread polling;
                       send-to-receive time of each message
+* latency floor    -- the same pacing through ``LatencyPipe``, a bare async actor with a
+                      long-polling fetch: what Ray itself costs on this machine right now
 * restart          -- a partition actor holding a large log is SIGKILLed; time until
                       ``offsets()`` and a ``fetch`` answer again, and ``info()["open_seconds"]``
                       (only when the partition actor runs on this machine)
@@ -31,6 +33,7 @@ Paths (each run measures them in this order; medians over runs are reported):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -225,57 +228,124 @@ def bench_iterator(topic, n_messages, on_done=None) -> float:
         consumer.close()
 
 
-def bench_latency(topic, n_messages, rate_per_s, warmup, on_done=None) -> list[float]:
-    """Send ``n_messages`` at ``rate_per_s`` (linger_ms=0); a consumer thread measures arrival.
+@ray.remote(num_cpus=0)
+class LatencyPipe:
+    """The latency floor: an async actor that keeps appended payloads in a list and answers a
+    long-polling ``fetch`` as soon as one arrives -- what any Ray actor-based log pays."""
 
-    Each payload starts with the send time (perf_counter_ns, same process). Returns
-    latencies in ms, the first ``warmup`` dropped.
-    """
-    from raykafka import Producer
+    def __init__(self):
+        self._payloads: list[bytes] = []
+        self._arrived = asyncio.Event()
 
+    async def append(self, payload):
+        self._payloads.append(payload)
+        arrived, self._arrived = self._arrived, asyncio.Event()
+        arrived.set()
+        return len(self._payloads) - 1
+
+    async def fetch(self, offset, max_wait_ms):
+        if offset >= len(self._payloads):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), max_wait_ms / 1000)
+        return self._payloads[offset:]
+
+
+def _paced_latency(n_messages, rate_per_s, warmup, send, receive_loop, on_done=None) -> list[float]:
+    """Call ``send(payload)`` ``n_messages`` times at ``rate_per_s`` while ``receive_loop(record)``
+    runs in a thread and calls ``record(payload)`` per arrival. Each payload starts with its send
+    time (perf_counter_ns, same process). Returns latencies in ms, the first ``warmup`` dropped."""
     pad = b"\0" * (MESSAGE_BYTES - 8)
     latencies_ns: list[int] = []
     ready = threading.Event()
     failure: list[BaseException] = []
 
+    def record(payload) -> None:
+        latencies_ns.append(time.perf_counter_ns() - struct.unpack_from("<q", payload)[0])
+
     def consume():
         try:
-            consumer = assigned_consumer(topic)
-            # resolve the position and get the first long poll parked at the log end
-            consumer.poll(timeout_s=0.05)
-            ready.set()
-            deadline = time.monotonic() + n_messages / rate_per_s + 30
-            while len(latencies_ns) < n_messages and time.monotonic() < deadline:
-                m = consumer.poll(timeout_s=0.5)
-                if m is not None:
-                    latencies_ns.append(time.perf_counter_ns() - struct.unpack_from("<q", m.value)[0])
-            consumer.close()
+            receive_loop(record, ready, lambda: len(latencies_ns) >= n_messages)
         except BaseException as exc:  # reported by the main thread
             failure.append(exc)
             ready.set()
 
-    producer = Producer(linger_ms=0)
-    producer.partitions_for(topic)
     thread = threading.Thread(target=consume, name="bench-latency-consumer", daemon=True)
     thread.start()
     ready.wait(30)
     interval = 1.0 / rate_per_s
     start = time.perf_counter()
     for i in range(n_messages):
-        due = start + i * interval
-        delay = due - time.perf_counter()
+        delay = start + i * interval - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        producer.send(topic, struct.pack("<q", time.perf_counter_ns()) + pad, partition=0)
+        send(struct.pack("<q", time.perf_counter_ns()) + pad)
         if on_done is not None and i % 100 == 99:
             on_done(100)
-    producer.flush()
-    producer.close()
     thread.join(n_messages / rate_per_s + 60)
     if failure:
         raise failure[0]
     assert len(latencies_ns) == n_messages, f"latency consumer got {len(latencies_ns)} of {n_messages}"
     return [ns / 1e6 for ns in latencies_ns[warmup:]]
+
+
+def bench_latency(topic, n_messages, rate_per_s, warmup, on_done=None) -> list[float]:
+    """``linger_ms=0`` producer at ``rate_per_s``; a consumer thread polls and measures arrival."""
+    from raykafka import Producer
+
+    def receive_loop(record, ready, done):
+        consumer = assigned_consumer(topic)
+        try:
+            consumer.poll(timeout_s=0.05)  # resolve the position; the first long poll is parked
+            ready.set()
+            deadline = time.monotonic() + n_messages / rate_per_s + 30
+            while not done() and time.monotonic() < deadline:
+                m = consumer.poll(timeout_s=0.5)
+                if m is not None:
+                    record(m.value)
+        finally:
+            consumer.close()
+
+    producer = Producer(linger_ms=0)
+    try:
+        producer.partitions_for(topic)
+        return _paced_latency(
+            n_messages,
+            rate_per_s,
+            warmup,
+            lambda payload: producer.send(topic, payload, partition=0),
+            receive_loop,
+            on_done,
+        )
+    finally:
+        producer.close()
+
+
+def bench_latency_floor(n_messages, rate_per_s, warmup, in_flight: int) -> list[float]:
+    """The same measurement through a ``LatencyPipe`` actor: the producer side keeps at most
+    ``in_flight`` appends unanswered (like the producer), the consumer thread long-polls."""
+    pipe = LatencyPipe.remote()
+    pending: list = []
+
+    def send(payload):
+        if len(pending) >= in_flight:
+            ray.get(pending.pop(0))
+        pending.append(pipe.append.remote(payload))
+
+    def receive_loop(record, ready, done):
+        offset = 0
+        ray.get(pipe.fetch.remote(0, 0))
+        ready.set()
+        deadline = time.monotonic() + n_messages / rate_per_s + 30
+        while not done() and time.monotonic() < deadline:
+            payloads = ray.get(pipe.fetch.remote(offset, 500))
+            offset += len(payloads)
+            for payload in payloads:
+                record(payload)
+
+    try:
+        return _paced_latency(n_messages, rate_per_s, warmup, send, receive_loop)
+    finally:
+        ray.kill(pipe)
 
 
 # -- restart and memory ----------------------------------------------------------------------
@@ -380,6 +450,7 @@ def run(session, opts, tracker) -> dict:
         if not (key.startswith("queue") and "queue" in skip)
     }
     lat_p50, lat_p99, lat_max = [], [], []
+    floor_p50, floor_p99 = [], []
     lat_task = (
         tracker.task("latency (messages sent)", latency_messages * runs) if "latency" not in skip else None
     )
@@ -430,6 +501,14 @@ def run(session, opts, tracker) -> dict:
                 lat_p50.append(percentile(lat, 50))
                 lat_p99.append(percentile(lat, 99))
                 lat_max.append(max(lat))
+                floor = bench_latency_floor(
+                    latency_messages,
+                    opts.latency_rate,
+                    warmup=min(100, latency_messages // 10),
+                    in_flight=opts.in_flight,
+                )
+                floor_p50.append(percentile(floor, 50))
+                floor_p99.append(percentile(floor, 99))
             session.drop_topics()
 
         restart = []
@@ -465,7 +544,14 @@ def run(session, opts, tracker) -> dict:
         ray.kill(sink)
 
     return _part(
-        opts, n_messages, results, (lat_p50, lat_p99, lat_max), latency_messages, restart, memory, load_start
+        opts,
+        n_messages,
+        results,
+        (lat_p50, lat_p99, lat_max, floor_p50, floor_p99),
+        latency_messages,
+        restart,
+        memory,
+        load_start,
     )
 
 
@@ -506,7 +592,7 @@ def _part(opts, n_messages, results, latency, latency_messages, restart, memory,
         if results[key]
     ]
     timings, notes = [], []
-    lat_p50, lat_p99, lat_max = latency
+    lat_p50, lat_p99, lat_max, floor_p50, floor_p99 = latency
     if lat_p50:
         notes.append(
             f"end-to-end latency, {latency_messages} msgs at {opts.latency_rate}/s, linger_ms=0 "
@@ -514,7 +600,10 @@ def _part(opts, n_messages, results, latency, latency_messages, restart, memory,
             f"(target <= {LATENCY_TARGETS_MS['p50']:g}), p99 {median(lat_p99):.2f} ms "
             f"(target <= {LATENCY_TARGETS_MS['p99']:g}), max {median(lat_max):.2f} ms;\n"
             f"  per run p50 {', '.join(f'{x:.2f}' for x in lat_p50)}; "
-            f"p99 {', '.join(f'{x:.2f}' for x in lat_p99)}"
+            f"p99 {', '.join(f'{x:.2f}' for x in lat_p99)}\n"
+            f"  floor (bare Ray actor pipe, same pacing, interleaved): p50 {median(floor_p50):.2f} ms, "
+            f"p99 {median(floor_p99):.2f} ms; raykafka / floor: p50 "
+            f"{median(lat_p50) / median(floor_p50):.2f}x, p99 {median(lat_p99) / median(floor_p99):.2f}x"
         )
     if restart:
         size_mb = restart[0]["size_bytes"] / 1e6
