@@ -48,6 +48,7 @@ class _Fetcher:
         "chunk_start",
         "chunks",
         "fetch_offset",
+        "generation",
         "in_flight",
         "in_flight_since",
         "leader",
@@ -63,6 +64,7 @@ class _Fetcher:
         self.fetch_offset = position  # next offset to fetch (>= position while prefetching)
         self.chunks: collections.deque[pa.RecordBatch] = collections.deque()
         self.chunk_start = 0  # rows of chunks[0] already handed out
+        self.generation = 0  # bumped whenever chunks[0] changes or the fetcher is reset
         self.py_columns: tuple | None = None  # chunks[0] as Python lists, for poll()
         self.buffered_bytes = 0
         self.in_flight = None  # ObjectRef of the fetch, or None
@@ -71,6 +73,7 @@ class _Fetcher:
     def reset(self, position: int | None) -> None:
         self.position = self.fetch_offset = position
         self.chunks.clear()
+        self.generation += 1
         self.chunk_start = 0
         self.py_columns = None
         self.buffered_bytes = 0
@@ -79,6 +82,7 @@ class _Fetcher:
     def drop_head(self) -> None:
         head = self.chunks.popleft()
         self.buffered_bytes -= head.nbytes
+        self.generation += 1
         self.chunk_start = 0
         self.py_columns = None
 
@@ -409,25 +413,29 @@ class Consumer:
                 tp_topic, tp_partition = fetcher.tp.topic, fetcher.tp.partition
                 new = Message.__new__
                 rows = head.num_rows
-                # The message iterator's hot loop: one Message per record, built inline.
-                for i in range(fetcher.chunk_start, rows):
-                    offset = offsets[i]
+                start = i = fetcher.chunk_start
+                generation = fetcher.generation
+                # The message iterator's hot loop: one Message per record, built inline; zip walks
+                # the column lists in C. Before each yield the fetcher already counts the record as
+                # handed out: the caller may stop iterating and poll() or commit() next.
+                columns = (offsets[start:], stamps[start:], keys[start:], values[start:], headers[start:])
+                for offset, stamp, key, value, header in zip(*columns, strict=True):
+                    i += 1
                     fetcher.position = offset + 1
-                    last = i + 1 == rows
-                    if last:  # before the yield: the caller may stop iterating and poll() next
+                    if i == rows:
                         fetcher.drop_head()
                     else:
-                        fetcher.chunk_start = i + 1
+                        fetcher.chunk_start = i
                     m = new(Message)
-                    m.topic, m.partition, m.offset, m.timestamp_ms = tp_topic, tp_partition, offset, stamps[i]
-                    m.key, m.value, m.headers = keys[i], values[i], headers[i]
+                    m.topic = tp_topic
+                    m.partition = tp_partition
+                    m.offset = offset
+                    m.timestamp_ms = stamp
+                    m.key = key
+                    m.value = value
+                    m.headers = header
                     yield m
-                    if (
-                        last
-                        or fetcher.chunk_start != i + 1
-                        or not fetcher.chunks
-                        or fetcher.chunks[0] is not head
-                    ):
+                    if i == rows or fetcher.chunk_start != i or fetcher.generation != generation:
                         break  # head done, or a seek/reset/poll moved on while the caller held the message
 
     # -- groups ------------------------------------------------------------------
