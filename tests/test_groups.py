@@ -27,6 +27,7 @@ from ray import cloudpickle
 
 import raykafka
 from raykafka import Admin, Consumer, Producer, TopicPartition
+from raykafka.actors.group_coordinator import INITIAL_REBALANCE_DELAY_MS
 from raykafka.api.connection import group_coordinator
 from raykafka.errors import GroupNotEmpty, StaleGeneration, UnknownGroup
 from tests.conftest import kill_namespace
@@ -690,5 +691,33 @@ def test_joins_arriving_together_settle_in_one_rebalance(admin, ro_topic, group_
     assert admin.describe_group(group_id).generation < 3  # 1 when all joined within the window
     owned = [r.partitions() for r in readers]
     assert sorted(p for ps in owned for p in ps) == [0, 1, 2, 3]
+    for r in readers:
+        r.consumer.close()
+
+
+def test_each_early_join_extends_the_first_rebalance(rk, admin, ro_topic, group_id):
+    """While an empty group gathers its first members, every join extends the wait by
+    INITIAL_REBALANCE_DELAY_MS (Kafka's group.initial.rebalance.delay.ms): members joining
+    0.3 s apart -- 0.6 s from first to last, longer than one delay -- are still assigned by a
+    single rebalance. A fixed window would settle the first two and rebalance again."""
+    topic4, _ = ro_topic
+    spacing_s = 0.3
+    assert spacing_s * 2 > INITIAL_REBALANCE_DELAY_MS / 1000  # the spread exceeds one delay
+    ray.get(group_coordinator(rk, group_id).pid.remote())  # up first: its start would bunch the joins
+    readers, joined_at = [], []
+    start = time.monotonic()
+    for i in range(3):
+        time.sleep(max(0.0, start + i * spacing_s - time.monotonic()))
+        joined_at.append(time.monotonic())
+        readers.append(Reader(group_id, topic4, enable_auto_commit=False))
+    gaps = [b - a for a, b in itertools.pairwise(joined_at)]
+    assert max(gaps) < INITIAL_REBALANCE_DELAY_MS / 1000, f"joins not close enough to judge: {gaps}"
+    pump_until(
+        readers,
+        lambda: stable(admin, group_id, 3)() and all(r.partitions() for r in readers),
+        what="three members, each reading",
+    )
+    assert admin.describe_group(group_id).generation == 1
+    assert sorted(p for r in readers for p in r.partitions()) == [0, 1, 2, 3]
     for r in readers:
         r.consumer.close()

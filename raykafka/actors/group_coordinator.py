@@ -37,10 +37,14 @@ EXPIRY_CHECK_INTERVAL_MS = 100
 METADATA_REFRESH_INTERVAL_MS = 2_000
 #: How long describe waits for one partition actor's offsets.
 OFFSETS_TIMEOUT_S = 5.0
-#: Joins into an empty group wait this long for more members before the first rebalance, so
-#: members started together (streams handed to Ray tasks) are settled in one rebalance
-#: (Kafka's group.initial.rebalance.delay.ms, 3 s there). Later joins wait for the next tick.
+#: Joins into an empty group wait this long for more members before the first rebalance, and
+#: every further join in that window extends it by as much again (as Kafka's
+#: group.initial.rebalance.delay.ms, 3 s there), so members started together (streams handed
+#: to Ray tasks that start over a second on a busy node) are settled in one rebalance.
+#: Later joins wait for the next tick.
 INITIAL_REBALANCE_DELAY_MS = 500
+#: The first rebalance of an empty group happens at most this long after its first join.
+INITIAL_REBALANCE_MAX_MS = 3_000
 #: How often the consumer-lag gauges are refreshed.
 LAG_METRIC_INTERVAL_MS = 2_000
 
@@ -68,6 +72,7 @@ class GroupCoordinator:
         self._leaders: dict[str, list] = {}
         self.metrics = GroupMetrics(group_id)
         self._settle_at_ms = 0  # when a pending rebalance (joins collected) is due
+        self._initial_until_ms: int | None = None  # set while the first joins into an empty group gather
         self._generation_seen = 0
 
     def _start_background(self) -> None:
@@ -113,6 +118,7 @@ class GroupCoordinator:
                 async with self.lock:
                     if self.state.rebalance_pending and now_ms() >= self._settle_at_ms:
                         self.state.rebalance()  # every join since the last one, in one rebalance
+                        self._initial_until_ms = None
                     gone = self.state.expire(now_ms())
                     if gone:
                         logger.info("group %s: session timeout removed %s", self.group_id, gone)
@@ -160,7 +166,10 @@ class GroupCoordinator:
                 member_id, topics, node_id, owned, session_timeout_ms, strategy, now_ms(), rebalance=False
             )
             if was_empty:
+                self._initial_until_ms = now_ms() + INITIAL_REBALANCE_MAX_MS
                 self._settle_at_ms = now_ms() + INITIAL_REBALANCE_DELAY_MS
+            elif self._initial_until_ms is not None and self.state.rebalance_pending:
+                self._settle_at_ms = min(now_ms() + INITIAL_REBALANCE_DELAY_MS, self._initial_until_ms)
             elif self._settle_at_ms < now_ms():
                 self._settle_at_ms = now_ms()  # the next maintenance tick
             logger.info(
