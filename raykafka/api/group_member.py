@@ -62,7 +62,8 @@ class GroupMember:
         self._incarnation = 0  # bumped at every (re)join: answer numbers restart with it
         self._joined = False
         self._last_ok = time.monotonic()
-        self.answered = False  # set once the coordinator first answered (the member has joined)
+        # set once an answer came with nothing pending: the member has its first full assignment
+        self.settled = False
         self.error: BaseException | None = None  # a fatal answer (e.g. UnknownTopic), raised by poll
         self._thread = threading.Thread(target=self._run, name=f"raykafka-heartbeat-{group_id}", daemon=True)
         self._thread.start()
@@ -159,5 +160,6 @@ class GroupMember:
             answer["incarnation"] = self._incarnation
             self._latest = answer
             self._last_ok = max(self._last_ok, sent)
-            self.answered = True
+            if answer["pending"] == 0:
+                self.settled = True
         return answer

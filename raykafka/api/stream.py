@@ -5,9 +5,10 @@ holds only settings, so it pickles: hand it to a Ray task or actor, and its
 membership starts where it is first iterated (a Consumer is built there, in
 that process, and subscribes). Iteration blocks and never ends unless the
 stream is closed or ``timeout_s`` passes without a message. That time counts
-from when the stream's member has joined its group (its first answer from the
-coordinator; at most ``request_timeout_ms`` after iteration began), so a slow
-join -- a new worker process, a busy cluster -- does not end a stream early.
+from when the stream's member has its first assignment (the rebalance after its
+join is done; at most ``request_timeout_ms`` after iteration began), so a slow
+join -- a new worker process, a busy cluster, the group gathering members that
+start together -- does not end a stream early.
 """
 
 from __future__ import annotations
@@ -97,10 +98,11 @@ class MessageStream:
 
     @staticmethod
     def _joining(consumer, started: float, idle_since: float) -> float:
-        """``idle_since``, restarted while the member has not joined yet (bounded by the request timeout)."""
+        """``idle_since``, restarted until the member has its first assignment (bounded by the
+        request timeout)."""
         member = consumer._member
         now = time.monotonic()
-        if member is not None and not member.answered and now - started < consumer.request_timeout_ms / 1000:
+        if member is not None and not member.settled and now - started < consumer.request_timeout_ms / 1000:
             return now
         return idle_since
 
