@@ -231,6 +231,8 @@ def test_unreplicated_partition_offline_then_back_with_its_data(cluster, rkc):
             producer.send("single", f"keep-{p}".encode(), partition=p)
     victim = description.partitions[0].leader_node_id
     others = [p.partition for p in description.partitions if p.leader_node_id != victim]
+    early = Producer(linger_ms=0, request_timeout_ms=120_000)
+    early.partitions_for("single")  # holds the partition's old actor handle through the crash
     label = crash_node(cluster, victim)
     deadline = time.monotonic() + 30
     while not admin.describe_topic("single").partitions[0].offline:  # its process dies within ~2 s
@@ -243,12 +245,19 @@ def test_unreplicated_partition_offline_then_back_with_its_data(cluster, rkc):
     with Producer() as producer:  # the other partitions keep working
         for p in others:
             producer.send("single", f"more-{p}".encode(), partition=p).result(timeout=30)
+    # Sent to the old handle while the partition is offline (Ray: ActorUnschedulableError, the
+    # actor's node is gone): retried until the partition is back, then acknowledged.
+    during = early.send("single", b"during", partition=0)
+    time.sleep(1.0)
+    assert not during.done(), "a send to an offline partition is retried, not failed"
     restore_node(cluster, label)  # same disk label, new Ray node id
     deadline = time.monotonic() + 60
     while admin.describe_topic("single").partitions[0].offline:
         assert time.monotonic() < deadline, "partition 0 did not come back"
         time.sleep(0.5)
-    assert read_all("single", 0, 1) == {0: b"keep-0"}
+    assert during.result(timeout=90)[0].offset == 1
+    early.close()
+    assert read_all("single", 0, 2) == {0: b"keep-0", 1: b"during"}
 
 
 def test_group_consumes_across_failover_without_skipping(cluster, rkc):

@@ -12,14 +12,23 @@ from __future__ import annotations
 import time
 
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import (
+    ActorDiedError,
+    ActorUnavailableError,
+    ActorUnschedulableError,
+    GetTimeoutError,
+    RayActorError,
+    RayTaskError,
+)
 
 from raykafka.errors import RayKafkaError, RequestTimedOut
 
 #: Pause between retries of a call whose actor is restarting.
 RETRY_BACKOFF_S = 0.2
 
-ACTOR_GONE = (RayActorError, ActorUnavailableError, ActorDiedError)
+#: The actor cannot answer now: it died, is restarting, or cannot be restarted where it is pinned
+#: (``ActorUnschedulableError``: its node is gone). Callers re-read where it lives and retry.
+ACTOR_GONE = (RayActorError, ActorUnavailableError, ActorDiedError, ActorUnschedulableError)
 
 
 def unwrap(exc: BaseException) -> BaseException:
