@@ -103,7 +103,11 @@ class TopicManager:
                         name, part["partition"], replica, topic
                     )
         logger.info("TopicManager up with %d topics from %s", len(self.topics), self.meta_path)
-        self._monitor = asyncio.get_running_loop().create_task(self._run_monitor())
+        loop = asyncio.get_running_loop()
+        self._monitor = loop.create_task(self._run_monitor())
+        # Its own loop: a re-placement waits on replicas (up to INSTALL_TIMEOUT_S when its new node
+        # dies too), and leader elections must not wait behind it.
+        self._replacer = loop.create_task(self._run_replacer())
 
     # -- persistence and actors --------------------------------------------------
 
@@ -343,17 +347,21 @@ class TopicManager:
     # -- the monitor -----------------------------------------------------------
 
     async def _run_monitor(self) -> None:
-        last_node_check = 0.0
         while True:
             await asyncio.sleep(MONITOR_INTERVAL_MS / 1000)
             try:
                 await self._finish_deletions()
                 await self._check_leaders()
-                if time.monotonic() - last_node_check >= NODE_CHECK_INTERVAL_MS / 1000:
-                    last_node_check = time.monotonic()
-                    await self._replace_lost_replicas()
             except Exception:
                 logger.exception("monitor round failed")
+
+    async def _run_replacer(self) -> None:
+        while True:
+            await asyncio.sleep(NODE_CHECK_INTERVAL_MS / 1000)
+            try:
+                await self._replace_lost_replicas()
+            except Exception:
+                logger.exception("replica re-placement round failed")
 
     async def _check_leaders(self) -> None:
         parts = [
