@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from raykafka.storage.arrays import int64_values
+from .arrays import int64_values
 
 HEADERS_TYPE = pa.map_(pa.string(), pa.binary())
 
