@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -138,6 +139,10 @@ class PartitionActor:
                 self.log.recovery_truncated_bytes,
                 self.log.log_end_offset,
             )
+        # Everything alive now (Ray, pyarrow, this module: ~73k objects) is long-lived: keep it out
+        # of the cyclic collector, whose full pass over it stalled the loop ~19 ms here (measured in
+        # an actor process; 0.0007 ms once frozen) -- a latency spike for every call waiting.
+        gc.freeze()
         loop = asyncio.get_running_loop()  # Ray runs an async actor's constructor on its loop
         self._tasks = [
             loop.create_task(self._maintain(maintenance_interval_ms)),
