@@ -254,7 +254,7 @@ class Consumer:
         if not by_ref:
             return
         ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=max(0.0, timeout_s))
-        if ready:  # take whatever else is ready too, without waiting
+        if ready and len(by_ref) > 1:  # take whatever else is ready too, without waiting
             more, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=0)
             ready = more or ready
         for ref in ready:
