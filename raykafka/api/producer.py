@@ -659,15 +659,12 @@ class Producer:
         return sendable
 
     def _sender_wait_locked(self, now: float) -> float | None:
-        """How long the sender may sleep: until an open batch's linger ends or a retry's backoff."""
+        """How long the sender may sleep (after ``_drain_locked(now)``): until an open batch's
+        linger ends or a retry's backoff."""
         linger_s = self.linger_ms / 1000
-        waiting = self._waiting_per_partition_locked()
-        # Open batches held back by a full partition wait for an answer (it notifies).
-        waits = [
-            opened + linger_s - now
-            for slot, (_, _, opened) in self._open.items()
-            if waiting.get(slot, 0) < self.max_in_flight
-        ]
+        # An open batch whose linger already ended was left open by the drain because its
+        # partition is full: it waits for an answer (which notifies), not for a timer.
+        waits = [opened + linger_s - now for _, _, opened in self._open.values() if opened + linger_s > now]
         waits += [b.not_before - now for b in self._ready if b.not_before > now]
         timeout = min(waits) if waits else None
         if self._in_flight_batches:

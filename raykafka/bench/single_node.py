@@ -491,11 +491,12 @@ def run(session, opts, tracker) -> dict:
             results["send"].append(bench_send(t_single, value_chunks, adv["send"]))
             results["iterator"].append(bench_iterator(t_single, n_messages, adv["iterator"]))
             if lat_task is not None:
+                warmup = min(100, latency_messages // 10)
                 lat = bench_latency(
                     session.new_topic("latency"),
                     latency_messages,
                     opts.latency_rate,
-                    warmup=min(100, latency_messages // 10),
+                    warmup=warmup,
                     on_done=lat_task.advance,
                 )
                 lat_p50.append(percentile(lat, 50))
@@ -504,7 +505,7 @@ def run(session, opts, tracker) -> dict:
                 floor = bench_latency_floor(
                     latency_messages,
                     opts.latency_rate,
-                    warmup=min(100, latency_messages // 10),
+                    warmup=warmup,
                     in_flight=opts.in_flight,
                 )
                 floor_p50.append(percentile(floor, 50))
