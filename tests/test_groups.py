@@ -127,9 +127,12 @@ def rows(table: pa.Table) -> list[tuple[int, int, bytes]]:
 class Reader:
     """A subscribed Consumer plus everything it returned, as (partition, offset, value)."""
 
-    def __init__(self, group: str, topic: str, **overrides):
-        self.consumer = Consumer(group_id=group, **{**CONFIG, **overrides})
-        self.consumer.subscribe([topic])
+    def __init__(self, group: str | None, topic: str | None, consumer: Consumer | None = None, **overrides):
+        """Subscribes a new Consumer to ``topic``, or wraps a subscribed ``consumer``."""
+        if consumer is None:
+            consumer = Consumer(group_id=group, **{**CONFIG, **overrides})
+            consumer.subscribe([topic])
+        self.consumer = consumer
         self.got: list[tuple[int, int, bytes]] = []
 
     def pump(self, timeout_s: float = 0.05, max_messages: int = 10_000) -> int:
@@ -693,6 +696,52 @@ def test_joins_arriving_together_settle_in_one_rebalance(admin, ro_topic, group_
     assert sorted(p for ps in owned for p in ps) == [0, 1, 2, 3]
     for r in readers:
         r.consumer.close()
+
+
+def test_streams_created_together_are_assigned_in_one_rebalance(rk, admin, ro_topic, group_id):
+    """The streams of one create_message_streams call tell the group how many they are: its
+    first rebalance waits for all of them, even when they start further apart than
+    INITIAL_REBALANCE_DELAY_MS (here 0.8 s, as Ray tasks starting on a busy node may). Without
+    that, the first stream would be assigned everything alone and hand partitions over twice."""
+    topic4, _ = ro_topic
+    spacing_s = 0.8
+    assert spacing_s > INITIAL_REBALANCE_DELAY_MS / 1000
+    parent = Consumer(group_id=group_id, **CONFIG)
+    streams = parent.create_message_streams(topic4, 3)
+    ray.get(group_coordinator(rk, group_id).pid.remote())  # up first: its start would bunch the joins
+    readers = []
+    start = time.monotonic()
+    for i, stream in enumerate(pickle.loads(pickle.dumps(s)) for s in streams):  # as handed to tasks
+        time.sleep(max(0.0, start + i * spacing_s - time.monotonic()))
+        readers.append(Reader(None, None, consumer=stream.consumer))
+    pump_until(
+        readers,
+        lambda: stable(admin, group_id, 3)() and all(r.partitions() for r in readers),
+        what="three streams, each reading",
+    )
+    assert admin.describe_group(group_id).generation == 1
+    assert sorted(p for r in readers for p in r.partitions()) == [0, 1, 2, 3]
+    pump_until(readers, lambda: sum(len(r.got) for r in readers) >= 400, what="all 400 messages")
+    assert sorted(v for r in readers for v in r.values()) == sorted(f"m{i}".encode() for i in range(400))
+    for r in readers:
+        r.consumer.close()
+    parent.close()
+
+
+def test_the_last_join_of_a_cohort_is_answered_with_its_partitions(rk, admin, ro_topic, group_id):
+    """Once every announced member has joined, the first rebalance happens inside the last join:
+    its answer already grants that member's partitions (no wait for a delay or a heartbeat)."""
+    topic4, _ = ro_topic
+    coordinator = group_coordinator(rk, group_id)
+    first = ray.get(coordinator.join.remote("a", [topic4], None, [], 10_000, "range", 2))
+    second = ray.get(coordinator.join.remote("b", [topic4], None, [], 10_000, "range", 2))
+    try:
+        assert first["assigned"] == [] and first["pending"] > 0  # gathering: nothing yet, poll quickly
+        assert second["generation"] == 1
+        assert second["assigned"] == [TopicPartition(topic4, 2), TopicPartition(topic4, 3)]
+        assert second["pending"] == 0
+    finally:
+        ray.get([coordinator.leave.remote("a"), coordinator.leave.remote("b")])
 
 
 def test_each_early_join_extends_the_first_rebalance(rk, admin, ro_topic, group_id):

@@ -41,7 +41,8 @@ OFFSETS_TIMEOUT_S = 5.0
 #: every further join in that window extends it by as much again (as Kafka's
 #: group.initial.rebalance.delay.ms, 3 s there), so members started together (streams handed
 #: to Ray tasks that start over a second on a busy node) are settled in one rebalance.
-#: Later joins wait for the next tick.
+#: Later joins wait for the next tick. Members that say how many of them start together
+#: (the ``n`` streams of one ``create_message_streams``) end the wait as soon as all have joined.
 INITIAL_REBALANCE_DELAY_MS = 500
 #: The first rebalance of an empty group happens at most this long after its first join.
 INITIAL_REBALANCE_MAX_MS = 3_000
@@ -73,6 +74,7 @@ class GroupCoordinator:
         self.metrics = GroupMetrics(group_id)
         self._settle_at_ms = 0  # when a pending rebalance (joins collected) is due
         self._initial_until_ms: int | None = None  # set while the first joins into an empty group gather
+        self._initial_expected = 0  # the largest cohort announced while they gather (0: none)
         self._generation_seen = 0
 
     def _start_background(self) -> None:
@@ -119,6 +121,7 @@ class GroupCoordinator:
                     if self.state.rebalance_pending and now_ms() >= self._settle_at_ms:
                         self.state.rebalance()  # every join since the last one, in one rebalance
                         self._initial_until_ms = None
+                        self._initial_expected = 0
                     gone = self.state.expire(now_ms())
                     if gone:
                         logger.info("group %s: session timeout removed %s", self.group_id, gone)
@@ -151,7 +154,11 @@ class GroupCoordinator:
         owned: list[TopicPartition],
         session_timeout_ms: int,
         strategy: str,
+        cohort_size: int | None = None,
     ) -> dict:
+        """Add a member. ``cohort_size``: how many members were started together with this one
+        (streams created in one call); while the first members of an empty group gather, the
+        first rebalance comes as soon as that many have joined instead of after the delay."""
         self._start_background()
         async with self.lock:
             known = self.state.subscribed_topics()
@@ -162,16 +169,28 @@ class GroupCoordinator:
                         raise UnknownTopic(f"topic {topic!r} does not exist; create it before subscribing")
                     self.state.partition_counts[topic] = len(meta["leaders"])
             was_empty = not self.state.members
-            answer = self.state.join(
-                member_id, topics, node_id, owned, session_timeout_ms, strategy, now_ms(), rebalance=False
-            )
             if was_empty:
-                self._initial_until_ms = now_ms() + INITIAL_REBALANCE_MAX_MS
-                self._settle_at_ms = now_ms() + INITIAL_REBALANCE_DELAY_MS
-            elif self._initial_until_ms is not None and self.state.rebalance_pending:
-                self._settle_at_ms = min(now_ms() + INITIAL_REBALANCE_DELAY_MS, self._initial_until_ms)
-            elif self._settle_at_ms < now_ms():
-                self._settle_at_ms = now_ms()  # the next maintenance tick
+                self._initial_expected = 0
+            if cohort_size is not None and (was_empty or self._initial_until_ms is not None):
+                self._initial_expected = max(self._initial_expected, cohort_size)
+            joining = len(self.state.members) + (member_id not in self.state.members)
+            gathered = 0 < self._initial_expected <= joining
+            answer = self.state.join(
+                member_id, topics, node_id, owned, session_timeout_ms, strategy, now_ms(), rebalance=gathered
+            )
+            if gathered:  # everyone announced is here: this answer already carries the assignment
+                self._initial_until_ms = None
+                self._initial_expected = 0
+            else:
+                if was_empty:
+                    self._initial_until_ms = now_ms() + INITIAL_REBALANCE_MAX_MS
+                if self._initial_until_ms is not None and self.state.rebalance_pending:
+                    # announced members still to come: wait for them (up to the cap), else one delay
+                    announced = self._initial_expected > 0
+                    wait_ms = INITIAL_REBALANCE_MAX_MS if announced else INITIAL_REBALANCE_DELAY_MS
+                    self._settle_at_ms = min(now_ms() + wait_ms, self._initial_until_ms)
+                elif self._settle_at_ms < now_ms():
+                    self._settle_at_ms = now_ms()  # the next maintenance tick
             logger.info(
                 "group %s: %s joined (generation %d)", self.group_id, member_id, self.state.generation
             )

@@ -450,6 +450,11 @@ class Consumer:
         names = [validate_topic_name(t) for t in topics]
         if not names:
             raise ValueError("subscribe needs at least one topic")
+        self._subscribe(names)
+
+    def _subscribe(self, names: list[str], cohort_size: int | None = None) -> None:
+        """``subscribe`` of validated names; a MessageStream passes how many streams were created
+        with it, so the group's first assignment need not wait for more."""
         for name in names:
             self._leader(TopicPartition(name, 0))  # UnknownTopic at the call
         if self._member is not None:
@@ -463,6 +468,7 @@ class Consumer:
             heartbeat_interval_ms=self.heartbeat_interval_ms,
             strategy=self.partition_assignment_strategy,
             request_timeout_ms=self.request_timeout_ms,
+            cohort_size=cohort_size,
         )
 
     def _group(self):
@@ -584,7 +590,8 @@ class Consumer:
             raise ValueError(f"n must be an int >= 1, got {n!r}")
         check_timeout(timeout_s)
         self._leader(TopicPartition(topic, 0))  # UnknownTopic at the call
-        streams = [MessageStream(self._settings, self._config(), [topic], timeout_s) for _ in range(n)]
+        config = self._config()
+        streams = [MessageStream(self._settings, config, [topic], timeout_s, cohort_size=n) for _ in range(n)]
         self._streams.extend(streams)
         return streams
 

@@ -42,8 +42,12 @@ class GroupMember:
         heartbeat_interval_ms: int,
         strategy: str,
         request_timeout_ms: int,
+        cohort_size: int | None = None,
     ):
+        """``cohort_size``: how many members start together with this one (see the coordinator's
+        ``join``), None when unknown."""
         self.group_id = group_id
+        self.cohort_size = cohort_size
         self.topics = list(topics)
         self.member_id = f"{group_id}-{uuid.uuid4().hex[:12]}"
         self.session_timeout_ms = session_timeout_ms
@@ -143,7 +147,13 @@ class GroupMember:
                 self._latest = None
             answer = ray.get(
                 self.coordinator.join.remote(
-                    self.member_id, self.topics, self.node_id, owned, self.session_timeout_ms, self.strategy
+                    self.member_id,
+                    self.topics,
+                    self.node_id,
+                    owned,
+                    self.session_timeout_ms,
+                    self.strategy,
+                    self.cohort_size,
                 ),
                 timeout=timeout_s,
             )

@@ -39,8 +39,16 @@ class MessageStream:
         ray.get([work.remote(s) for s in streams])
     """
 
-    def __init__(self, settings: Settings, consumer_config: dict, topics: list[str], timeout_s: float | None):
+    def __init__(
+        self,
+        settings: Settings,
+        consumer_config: dict,
+        topics: list[str],
+        timeout_s: float | None,
+        cohort_size: int | None = None,
+    ):
         self._settings = settings
+        self._cohort_size = cohort_size  # streams created together: the first rebalance waits for all
         self._config = dict(consumer_config)
         self._topics = list(topics)
         self.timeout_s = timeout_s
@@ -53,10 +61,13 @@ class MessageStream:
             "config": self._config,
             "topics": self._topics,
             "timeout_s": self.timeout_s,
+            "cohort_size": self._cohort_size,
         }
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["settings"], state["config"], state["topics"], state["timeout_s"])
+        self.__init__(
+            state["settings"], state["config"], state["topics"], state["timeout_s"], state.get("cohort_size")
+        )
 
     @property
     def consumer(self):
@@ -66,7 +77,7 @@ class MessageStream:
 
             ensure_ray(self._settings)
             self._consumer = Consumer(**self._config, settings=self._settings)
-            self._consumer.subscribe(self._topics)
+            self._consumer._subscribe(self._topics, cohort_size=self._cohort_size)
         return self._consumer
 
     def __iter__(self) -> Iterator[Message]:
