@@ -401,15 +401,16 @@ class Producer:
                 f"{topic!r}; nothing was sent"
             )
         groups, targets = self._split_by_partition(state, batch, partition)
+        # Encoded before taking the lock: the copy takes ~0.3 ms per 2 MB, and the sender and
+        # Ray's callback thread need the lock meanwhile to ship and complete other batches.
+        payloads = [encode_record_batch(piece) for _, piece in groups]
         parts = []
         with self._lock:
-            for p, piece in groups:
+            for (p, piece), payload in zip(groups, payloads, strict=True):
                 self._reserve_locked(piece.nbytes)
                 result = BatchResult(topic, p)
                 result.timestamps = piece.column(2)
-                self._ready.append(
-                    _Batch(topic, p, encode_record_batch(piece), piece.num_rows, piece.nbytes, result)
-                )
+                self._ready.append(_Batch(topic, p, payload, piece.num_rows, piece.nbytes, result))
                 self._unfinished += 1
                 parts.append((result, 0, piece.num_rows))
             self._wakeup.notify()
