@@ -19,6 +19,11 @@ On a 4-partition topic pre-filled with 200-byte messages:
   idle tail is not counted). Runs are
   interleaved (1, 2, 4, 1, 2, 4, ...). Target (the issue): the aggregate must not fall as
   streams are added, i.e. a ratio to 1 stream >= 1.0 (0.95 is accepted as noise).
+* bare Ray peer (info) -- the same drain with nothing but Ray: 4 ``FrameHolder`` actors
+  serve the topic's batches (the same IPC payloads, from memory) in responses of up to
+  ``fetch_max_bytes``, and 1, 2 or 4 running ``BareReader`` actors pull them, one fetch in
+  flight per holder, decoding every batch. Its ratio to 1 reader shows how reader
+  processes scale on this machine without raykafka, measured in the same run.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import uuid
 
 import ray
 
+from raykafka.api.batching import normalize_table
 from raykafka.bench.common import (
     BATCH_MESSAGES,
     MESSAGE_BYTES,
@@ -40,6 +46,7 @@ from raykafka.bench.common import (
     produce_tables,
 )
 from raykafka.bench.report import throughput_row, timing_row
+from raykafka.storage.records import encode_record_batch
 
 PARTITIONS = 4
 STREAM_COUNTS = (1, 2, 4)
@@ -196,6 +203,76 @@ def bench_streams(admin, topic: str, n_streams: int, n_messages: int) -> dict:
     }
 
 
+# -- the bare Ray peer -------------------------------------------------------------------------
+
+#: As the Consumer's default ``fetch_max_bytes``: the most one response carries.
+PEER_FETCH_BYTES = 8 << 20
+
+
+@ray.remote(num_cpus=0)
+class FrameHolder:
+    """A partition's batches in memory, served like a partition actor's fetch (whole batches up
+    to ``max_bytes``) with nothing else: no log, no offsets, no group."""
+
+    def __init__(self, payloads: list, n_batches: int):
+        self._batches = [payloads[i % len(payloads)] for i in range(n_batches)]
+
+    def count(self) -> int:
+        return len(self._batches)
+
+    def fetch(self, index: int, max_bytes: int) -> list:
+        out, size = [], 0
+        while index < len(self._batches) and (not out or size + self._batches[index].size <= max_bytes):
+            out.append(self._batches[index])
+            size += self._batches[index].size
+            index += 1
+        return out
+
+
+@ray.remote(num_cpus=0)
+class BareReader:
+    """Pulls every batch of its holders, one fetch in flight per holder, and decodes each."""
+
+    def ready(self) -> float:
+        return time.time()
+
+    def drain(self, holders: list) -> dict:
+        from raykafka.storage.records import decode_record_batch
+
+        ends = ray.get([h.count.remote() for h in holders])
+        positions = [0] * len(holders)
+        in_flight = {h.fetch.remote(0, PEER_FETCH_BYTES): i for i, h in enumerate(holders)}
+        count, first = 0, None
+        while in_flight:
+            [ref], _ = ray.wait(list(in_flight), num_returns=1)
+            i = in_flight.pop(ref)
+            payloads = ray.get(ref)
+            for payload in payloads:
+                count += decode_record_batch(payload).num_rows
+            positions[i] += len(payloads)
+            if positions[i] < ends[i]:
+                in_flight[holders[i].fetch.remote(positions[i], PEER_FETCH_BYTES)] = i
+            if first is None:
+                first = time.time()
+        return {"count": count, "first": first, "last": time.time()}
+
+
+def bench_bare_peer(holders: list, n_readers: int, n_messages: int) -> float:
+    """Seconds from handing the holders to ``n_readers`` running readers to the last batch."""
+    readers = [BareReader.remote() for _ in range(n_readers)]
+    ray.get([r.ready.remote() for r in readers])
+    submitted = time.time()
+    try:
+        shares = [holders[i::n_readers] for i in range(n_readers)]
+        results = ray.get([r.drain.remote(share) for r, share in zip(readers, shares, strict=True)])
+    finally:
+        for reader in readers:
+            ray.kill(reader)
+    read = sum(r["count"] for r in results)
+    assert read == n_messages, f"bare peer with {n_readers} reader(s) read {read} of {n_messages}"
+    return max(r["last"] for r in results) - submitted
+
+
 def run(session, opts, tracker, ceiling_rate: float | None = None) -> dict:
     load_start = os.getloadavg()[0]
     size = sizes(opts.quick)
@@ -215,13 +292,22 @@ def run(session, opts, tracker, ceiling_rate: float | None = None) -> dict:
 
     topic = session.new_topic("group-drain", partitions=PARTITIONS)
     produce_tables(topic, tables, n_messages // BATCH_MESSAGES)
-    # warm-up: one worker process per stream, raykafka imported there
+    payloads = [encode_record_batch(normalize_table(t)) for t in tables]
+    per_partition = n_messages // BATCH_MESSAGES // PARTITIONS
+    holders = [FrameHolder.remote(payloads, per_partition) for _ in range(PARTITIONS)]
+    peer_messages = per_partition * PARTITIONS * BATCH_MESSAGES
+    # warm-up: one worker process per stream, raykafka imported there; the peer's actors too
     bench_streams(admin, small, max(STREAM_COUNTS), size["rebalance_messages"])
+    bench_bare_peer(holders, max(STREAM_COUNTS), peer_messages)
     results: dict[int, list[dict]] = {n: [] for n in STREAM_COUNTS}
+    peer: dict[int, list[float]] = {n: [] for n in STREAM_COUNTS}
     for _ in range(runs):
         for n in STREAM_COUNTS:
             results[n].append(bench_streams(admin, topic, n, n_messages))
+            peer[n].append(bench_bare_peer(holders, n, peer_messages))
             stream_tasks[n].advance(n_messages)
+    for holder in holders:
+        ray.kill(holder)
     session.drop_topics()
 
     rows = []
@@ -236,9 +322,12 @@ def run(session, opts, tracker, ceiling_rate: float | None = None) -> dict:
             rows.append(
                 throughput_row(f"{n} stream(s), {label}", n_messages, secs, one, target if n > 1 else None)
             )
+    peer_one = peer_messages / median(peer[1])
+    for n in STREAM_COUNTS:
+        rows.append(throughput_row(f"bare Ray peer, {n} reader(s) (info)", peer_messages, peer[n], peer_one))
     notes = [
-        "ratio: to 1 stream, same measure; target: the aggregate does not fall as streams are added "
-        f"(>= {NOT_FALLING} accepted as noise)",
+        "ratio: to 1 stream, same measure (bare Ray peer: to its 1 reader); target: the aggregate does "
+        f"not fall as streams are added (>= {NOT_FALLING} accepted as noise)",
         "startup, median s: Ray starting the group's coordinator and the reader actors, imports included "
         "(not counted) / from handing over the streams until every reader got a first batch (counted; "
         "includes joining the group): "
