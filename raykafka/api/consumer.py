@@ -325,6 +325,8 @@ class Consumer:
                 step = min(step, self.heartbeat_interval_ms / 1000, 0.05)  # apply new answers promptly
             if self._fetchers:
                 self._await_responses(step)
+            elif self._member is not None and not self._member.fenced():  # (fenced: answers wait)
+                self._member.wait_for_answer(max(0.0, step))
             elif step > 0:
                 time.sleep(step)
             self._sync_group()

@@ -60,6 +60,7 @@ class GroupMember:
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._latest: dict | None = None  # newest answer not yet applied
+        self._answered = threading.Event()  # set while _latest holds an answer
         self._owned: list[TopicPartition] = []
         self._applied_seq = 0
         self._applied_incarnation = 0
@@ -77,7 +78,13 @@ class GroupMember:
     def take_answer(self) -> dict | None:
         with self._lock:
             answer, self._latest = self._latest, None
+            self._answered.clear()
             return answer
+
+    def wait_for_answer(self, timeout_s: float) -> bool:
+        """Block until an answer is waiting to be applied (a consumer with nothing to read yet
+        starts the moment its assignment arrives), at most ``timeout_s``."""
+        return self._answered.wait(timeout_s)
 
     def report(self, owned: list[TopicPartition], answer: dict | None) -> None:
         """What the consumer reads now, after applying ``answer`` (None: nothing applied);
@@ -145,6 +152,7 @@ class GroupMember:
             with self._lock:
                 self._incarnation += 1
                 self._latest = None
+                self._answered.clear()
             answer = ray.get(
                 self.coordinator.join.remote(
                     self.member_id,
@@ -169,6 +177,7 @@ class GroupMember:
         with self._lock:
             answer["incarnation"] = self._incarnation
             self._latest = answer
+            self._answered.set()
             self._last_ok = max(self._last_ok, sent)
             if answer["pending"] == 0:
                 self.settled = True
