@@ -310,3 +310,99 @@ def test_followers_keep_the_leaders_log_start(cluster, rkc):
     assert (part.log_start_offset, part.high_watermark) == (40, 100)
     assert admin.list_offsets("trimmed", 0, "earliest") == 40
     restore_node(cluster, label)
+
+
+def freeze_node(node) -> list:
+    """SIGSTOP a node's raylet and every process it started: to the GCS the node stays alive
+    (until its health checks give up), but nothing scheduled onto it ever starts or answers."""
+    import psutil
+    from ray._private import ray_constants
+
+    raylet = psutil.Process(node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
+    raylet.suspend()  # first: it cannot start more processes while its children are stopped
+    frozen = [raylet]
+    for child in raylet.children(recursive=True):
+        try:
+            child.suspend()
+            frozen.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return frozen
+
+
+def _alive(node_id: str) -> bool:
+    import ray
+
+    return any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes())
+
+
+def test_election_does_not_wait_behind_a_stuck_replica_replacement(cluster, rkc):
+    """Guards commit 2010707: re-placing a lost replica (whose _install can wait up to
+    INSTALL_TIMEOUT_S on a new node that hangs) runs in its own loop, so a leader crash
+    meanwhile is still failed over within seconds. In one loop, the election waited for it."""
+    import psutil
+
+    from raykafka.actors.topic_manager import INSTALL_TIMEOUT_S
+
+    admin = Admin()
+    description = admin.create_topic("split", partitions=2, replication_factor=2)
+    p0, p1 = description.partitions
+    follower_0 = next(n for n in p0.replica_node_ids if n != p0.leader_node_id)  # X
+    leader_1 = p1.leader_node_id  # Y
+    # Placement (3 empty nodes): p0 = [a, b], p1 = [c, a]; the crashes below hit one replica each.
+    assert leader_1 not in p0.replica_node_ids and follower_0 not in p1.replica_node_ids, description
+    labels = set(cluster.workers)
+    frozen_node, frozen = None, []
+    producer = SteadyProducer("split", partition=1)  # p1 is not touched until its leader's crash
+    try:
+        producer.wait_for_acks(50, timeout_s=60)
+        lost_label = crash_node(cluster, follower_0)
+        deadline = time.monotonic() + 60
+        while _alive(follower_0):  # the manager re-places p0's follower once Ray sees the node dead
+            assert time.monotonic() < deadline, "Ray did not notice the crashed node"
+            time.sleep(0.1)
+        # The same disk comes back on a node that then hangs: re-placing p0's follower there
+        # waits (in _install) until INSTALL_TIMEOUT_S or until Ray gives the node up.
+        frozen_node = cluster.add_node(num_cpus=1, labels={"raykafka-storage": lost_label})
+        frozen = freeze_node(frozen_node)
+        deadline = time.monotonic() + 30
+        while frozen_node.node_id not in admin.describe_topic("split").partitions[0].replica_node_ids:
+            assert time.monotonic() < deadline, "p0's follower was not re-placed on the restored node"
+            time.sleep(0.1)
+        stall_started = time.monotonic()  # the manager is now inside _install, waiting on the frozen node
+
+        producer.wait_for_acks(len(producer.acked) + 10, timeout_s=30)
+        crashed_at = time.monotonic()
+        crash_node(cluster, leader_1)
+        deadline = crashed_at + 60
+        while len([t for t in producer.ack_times if t > crashed_at]) < 2:
+            assert time.monotonic() < deadline, f"no acks after the crash; errors {producer.errors[-3:]}"
+            time.sleep(0.02)
+        # Sends are one at a time, so at most one ack after the crash can be the old leader's.
+        failover_s = sorted(t for t in producer.ack_times if t > crashed_at)[1] - crashed_at
+        stall_s = time.monotonic() - stall_started
+        still_stuck = _alive(frozen_node.node_id) and stall_s < INSTALL_TIMEOUT_S
+        producer.wait_for_acks(len(producer.acked) + 20, timeout_s=30)
+        producer.stop()
+        print(f"failover {failover_s:.2f} s; the re-placement was stuck for {stall_s:.2f} s by then")
+        assert failover_s < INSTALL_TIMEOUT_S / 2, f"failover took {failover_s:.2f} s behind the re-placement"
+        # else the failover did not overlap the stall and the bound above proves nothing
+        assert still_stuck, f"the re-placement ended before the failover ({stall_s:.2f} s)"
+        assert producer.errors == []
+        after = admin.describe_topic("split").partitions[1]
+        assert after.leader_node_id in p1.replica_node_ids and after.leader_node_id != leader_1
+        assert after.leader_epoch > p1.leader_epoch
+        got = read_all("split", 1, len(producer.acked))
+        for offset, value in producer.acked.items():
+            assert got.get(offset) == value, f"acknowledged offset {offset} lost or changed"
+    finally:
+        producer.stop()
+        for process in frozen:
+            try:
+                process.resume()
+            except psutil.NoSuchProcess:
+                pass
+        if frozen_node is not None:
+            cluster.remove_node(frozen_node, allow_graceful=False)
+        for label in sorted(labels - set(cluster.workers)):
+            restore_node(cluster, label)
