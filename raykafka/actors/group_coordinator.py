@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import time
+import warnings
 
 import ray
 
@@ -65,7 +66,12 @@ class GroupCoordinator:
         # Answer numbers keep growing across restarts of this actor (see GroupState).
         self.state = GroupState(group_id, first_seq=time.time_ns() // 1_000)
         self.store = OffsetsStore(group_directory(data_dir, group_id))
-        if ray.get_runtime_context().was_current_actor_reconstructed:
+        with warnings.catch_warnings():
+            # Ray's property reads its own deprecated ``actor_id``: a RayDeprecationWarning in
+            # the driver's output for every new group (ray 2.60), about Ray, not this code.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        if restarted:
             # Restarted: members that have not rejoined yet may still be reading (see GroupState).
             self.state.recover(now_ms())
         self.lock = asyncio.Lock()
