@@ -83,18 +83,17 @@ class PartitionMetrics:
         self._recorded_at = time.monotonic()
 
     def appended(self, records: int, nbytes: int, latency_ms: float) -> None:
-        pending = self._unrecorded
-        pending[0] += records
-        pending[1] += nbytes
         self.produce_ms.observe(latency_ms, self.tags)
-        if time.monotonic() - self._recorded_at >= COUNTER_FLUSH_S:
-            self.record_counters()
+        self._count(0, records, nbytes)
 
     def fetched(self, records: int, nbytes: int, latency_ms: float) -> None:
-        pending = self._unrecorded
-        pending[2] += records
-        pending[3] += nbytes
         self.fetch_ms.observe(latency_ms, self.tags)
+        self._count(2, records, nbytes)
+
+    def _count(self, slot: int, records: int, nbytes: int) -> None:
+        pending = self._unrecorded
+        pending[slot] += records
+        pending[slot + 1] += nbytes
         if time.monotonic() - self._recorded_at >= COUNTER_FLUSH_S:
             self.record_counters()
 
