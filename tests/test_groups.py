@@ -177,6 +177,18 @@ def stable(admin: Admin, group: str, members: int, partitions: int = 4):
     return check
 
 
+def assert_assigned_in_one_rebalance(admin: Admin, group: str, readers: list) -> None:
+    """Pump until every reader reads something and all 4 partitions are held; the group must
+    have got there with its first rebalance (generation 1)."""
+    pump_until(
+        readers,
+        lambda: stable(admin, group, len(readers))() and all(r.partitions() for r in readers),
+        what=f"{len(readers)} members, each reading",
+    )
+    assert admin.describe_group(group).generation == 1
+    assert sorted(p for r in readers for p in r.partitions()) == [0, 1, 2, 3]
+
+
 def assignment_of(admin: Admin, group: str) -> dict[str, set[int]]:
     return {m.member_id: {tp.partition for tp in m.assignment} for m in admin.describe_group(group).members}
 
@@ -714,13 +726,7 @@ def test_streams_created_together_are_assigned_in_one_rebalance(rk, admin, ro_to
     for i, stream in enumerate(pickle.loads(pickle.dumps(s)) for s in streams):  # as handed to tasks
         time.sleep(max(0.0, start + i * spacing_s - time.monotonic()))
         readers.append(Reader(None, None, consumer=stream.consumer))
-    pump_until(
-        readers,
-        lambda: stable(admin, group_id, 3)() and all(r.partitions() for r in readers),
-        what="three streams, each reading",
-    )
-    assert admin.describe_group(group_id).generation == 1
-    assert sorted(p for r in readers for p in r.partitions()) == [0, 1, 2, 3]
+    assert_assigned_in_one_rebalance(admin, group_id, readers)
     pump_until(readers, lambda: sum(len(r.got) for r in readers) >= 400, what="all 400 messages")
     assert sorted(v for r in readers for v in r.values()) == sorted(f"m{i}".encode() for i in range(400))
     for r in readers:
@@ -761,12 +767,6 @@ def test_each_early_join_extends_the_first_rebalance(rk, admin, ro_topic, group_
         readers.append(Reader(group_id, topic4, enable_auto_commit=False))
     gaps = [b - a for a, b in itertools.pairwise(joined_at)]
     assert max(gaps) < INITIAL_REBALANCE_DELAY_MS / 1000, f"joins not close enough to judge: {gaps}"
-    pump_until(
-        readers,
-        lambda: stable(admin, group_id, 3)() and all(r.partitions() for r in readers),
-        what="three members, each reading",
-    )
-    assert admin.describe_group(group_id).generation == 1
-    assert sorted(p for r in readers for p in r.partitions()) == [0, 1, 2, 3]
+    assert_assigned_in_one_rebalance(admin, group_id, readers)
     for r in readers:
         r.consumer.close()
