@@ -338,9 +338,8 @@ class Producer:
                     if builder.nbytes >= self.batch_size:
                         self._close_open_locked(slot)
                         self._wakeup.notify()
-                direct = self._drain_locked(time.monotonic()) if self.linger_ms == 0 else None
-            if direct:
-                self._ship_all(direct)
+                direct = self._unlingered_locked()
+            self._ship_all(direct)
             return _RecordFuture(result, index)
         if self._closed:
             raise ProducerClosed("this producer is closed; create a new Producer")
@@ -365,9 +364,8 @@ class Producer:
                         parts[-1] = (result, parts[-1][1], parts[-1][2] + 1)
                     else:
                         parts.append((result, index, 1))
-                direct = self._drain_locked(time.monotonic()) if self.linger_ms == 0 else None
-            if direct:
-                self._ship_all(direct)
+                direct = self._unlingered_locked()
+            self._ship_all(direct)
             return SendFuture(parts)
         check_bytes(value, "value")
         check_bytes(key, "key", allow_none=True)
@@ -380,9 +378,8 @@ class Producer:
         with self._lock:
             stamp = now_ms() if timestamp_ms is None else timestamp_ms  # 0 is a valid timestamp
             result, index = self._append_locked(state, partition, value, key, stamp, headers)
-            direct = self._drain_locked(time.monotonic()) if self.linger_ms == 0 else None
-        if direct:
-            self._ship_all(direct)
+            direct = self._unlingered_locked()
+        self._ship_all(direct)
         return SendFuture([(result, index, 1)])
 
     def send_batch(self, topic: str, table_or_batch: pa.Table | pa.RecordBatch, partition: int | None = None):
@@ -615,6 +612,11 @@ class Producer:
             if not sendable:
                 return
             self._ship_all(sendable)
+
+    def _unlingered_locked(self) -> list[_Batch]:
+        """With ``linger_ms=0`` the sending thread drains at once (shipped after the lock is
+        released, by ``_ship_all``), saving the hand-off to the sender thread."""
+        return self._drain_locked(time.monotonic()) if self.linger_ms == 0 else []
 
     def _ship_all(self, batches: list[_Batch]) -> None:
         for batch in batches:
