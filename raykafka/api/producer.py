@@ -339,7 +339,8 @@ class Producer:
                         self._close_open_locked(slot)
                         self._wakeup.notify()
                 direct = self._unlingered_locked()
-            self._ship_all(direct)
+            if direct:  # per message: skip the call when there is nothing to ship
+                self._ship_all(direct)
             return _RecordFuture(result, index)
         if self._closed:
             raise ProducerClosed("this producer is closed; create a new Producer")
