@@ -12,9 +12,9 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_demo_runs_end_to_end(tmp_path):
+def run_demo(tmp_path, namespace: str) -> subprocess.CompletedProcess:
+    """One run of the main job with its own local Ray, on ``tmp_path``'s data directory."""
     env = dict(os.environ, RAYKAFKA_DATA_DIR=str(tmp_path / "data"), RAY_ADDRESS="local")
-    namespace = f"demo-{uuid.uuid4().hex[:8]}"
     done = subprocess.run(
         [sys.executable, "-m", "raykafka.demo", "--messages", "3000", "--namespace", namespace],
         capture_output=True,
@@ -24,6 +24,12 @@ def test_demo_runs_end_to_end(tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_demo_runs_end_to_end_and_again_on_a_new_ray(tmp_path):
+    namespace = f"demo-{uuid.uuid4().hex[:8]}"
+    done = run_demo(tmp_path, namespace)
     out = done.stdout
     assert "created topic 'topic1' with 1 partition" in out
     assert "sent 'test message str' -> topic1[0] offset 0" in out
@@ -34,3 +40,12 @@ def test_demo_runs_end_to_end(tmp_path):
     # Ray relays actors' warnings to the driver: a user's first run should show none of ours
     # (the group coordinator once triggered Ray's RayDeprecationWarning about actor_id)
     assert "DeprecationWarning" not in out + done.stderr, (out + done.stderr)[-3000:]
+
+    # Run again as a user does: a new local Ray (new node ids), the same data directory. The
+    # topic's replica is re-placed on the new node; the job must find the new leader instead
+    # of calling the old actor until it times out (list_offsets did, 2026-11-26).
+    again = run_demo(tmp_path, namespace).stdout
+    assert "topic 'topic1' exists; appending to it" in again
+    assert "sent 'test message str' -> topic1[0] offset 3004" in again
+    assert "consumed 3,001 messages from a message stream" in again
+    assert "topic 'topic1': log start 0, high watermark 6005" in again

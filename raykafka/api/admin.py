@@ -112,6 +112,16 @@ class Admin:
             raise ValueError(f"topic {topic!r} has partitions 0..{len(leaders) - 1}; got {partition}")
         return leaders[partition]
 
+    def _call_leader(self, topic: str, partition: int, method: str, *args, what: str):
+        """Call the partition's leader; when it is gone, re-read who leads and call that one."""
+
+        def leader_method():
+            return getattr(self._partition_actor(topic, partition), method)
+
+        return call(
+            leader_method(), *args, timeout_s=self.request_timeout_ms / 1000, what=what, refresh=leader_method
+        )
+
     def list_offsets(self, topic: str, partition: int, spec: str | int) -> int:
         """``"earliest"`` (log start), ``"latest"`` (log end), or a timestamp in ms: the first
         offset whose timestamp is >= it (the log end when there is none, so a seek there
@@ -120,8 +130,7 @@ class Admin:
             raise ValueError(f"list_offsets takes 'earliest', 'latest' or a timestamp in ms, got {spec!r}")
         if spec not in ("earliest", "latest"):
             check_int("timestamp_ms", spec, 0)
-        actor = self._partition_actor(topic, partition)
-        return call(actor.list_offset, spec, timeout_s=self.request_timeout_ms / 1000, what="list_offsets")
+        return self._call_leader(topic, partition, "list_offset", spec, what="list_offsets")
 
     def delete_records(self, topic: str, before_offsets: Mapping[int, int]) -> dict[int, int]:
         """Make each partition's log start ``before_offset`` (records below it are gone).
@@ -130,18 +139,12 @@ class Admin:
         """
         if not isinstance(before_offsets, Mapping):
             raise TypeError("delete_records takes {partition: before_offset}")
-        actors = {}
         for partition, offset in before_offsets.items():
             check_int("before_offset", offset, 0)
-            actors[partition] = self._partition_actor(topic, partition)
+            self._partition_actor(topic, partition)  # every partition checked before any is changed
         return {
-            p: call(
-                a.delete_records,
-                before_offsets[p],
-                timeout_s=self.request_timeout_ms / 1000,
-                what="delete_records",
-            )
-            for p, a in actors.items()
+            p: self._call_leader(topic, p, "delete_records", offset, what="delete_records")
+            for p, offset in before_offsets.items()
         }
 
     # -- groups ------------------------------------------------------------------

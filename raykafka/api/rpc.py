@@ -21,7 +21,7 @@ from ray.exceptions import (
     RayTaskError,
 )
 
-from raykafka.errors import RayKafkaError, RequestTimedOut
+from raykafka.errors import NotLeader, RayKafkaError, RequestTimedOut
 
 #: Pause between retries of a call whose actor is restarting.
 RETRY_BACKOFF_S = 0.2
@@ -40,8 +40,22 @@ def unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-def call(method, *args, timeout_s: float, idempotent: bool = True, what: str = "request", **kwargs):
-    """``ray.get(method.remote(*args))`` with a deadline, retries and unwrapped errors."""
+def call(
+    method,
+    *args,
+    timeout_s: float,
+    idempotent: bool = True,
+    what: str = "request",
+    refresh=None,
+    **kwargs,
+):
+    """``ray.get(method.remote(*args))`` with a deadline, retries and unwrapped errors.
+
+    ``refresh()``, when given, returns the method to retry with after the actor is found
+    gone or answers ``NotLeader``: a partition's leader may be another actor by now
+    (failover, or a re-placement after Ray itself restarted), and the old handle would
+    never answer again.
+    """
     deadline = time.monotonic() + timeout_s
     last: BaseException | None = None
     while True:
@@ -58,9 +72,14 @@ def call(method, *args, timeout_s: float, idempotent: bool = True, what: str = "
             last = None
             continue
         except RayTaskError as exc:
-            raise unwrap(exc) from None
+            error = unwrap(exc)
+            if not (refresh is not None and idempotent and isinstance(error, NotLeader)):
+                raise error from None
+            last = error  # a replica that is not (yet) the leader: re-read who leads
         except ACTOR_GONE as exc:
             if not idempotent:
                 raise
             last = exc
-            time.sleep(min(RETRY_BACKOFF_S, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(RETRY_BACKOFF_S, max(0.0, deadline - time.monotonic())))
+        if refresh is not None:
+            method = refresh()
