@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 PIP_BREAK_SYSTEM_PACKAGES=1 "$PYTHON" -m pip install --quiet --disable-pip-version-check -e ".[dev]" || exit 1
 "$PYTHON" -m ruff check raykafka tests benchmarks || exit 1
-"$PYTHON" -m pytest -q "$@"
+# The C extension must have been built here (tests/test_record_builder.py checks it).
+RAYKAFKA_REQUIRE_EXTENSIONS=1 "$PYTHON" -m pytest -q "$@"
 status=$?
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests: failing, because a suite that runs nothing proves nothing" >&2

@@ -16,6 +16,7 @@ import pytest
 
 import raykafka
 from raykafka import Admin, Consumer, Message, MessageSet, Producer, RecordMetadata, TopicPartition
+from raykafka.api.producer import _RecordFuture
 from raykafka.errors import OffsetOutOfRange
 from tests.conftest import kill_namespace
 
@@ -458,3 +459,32 @@ def test_producer_shared_between_threads(topic):
     got = {r[1]: r[4] for r in rows(consume(reader(TopicPartition(topic, 0)), 100))}
     for n, r in results.items():
         assert [got[o] for o in r] == [b"t%d-%d" % (n, i) for i in range(25)]
+
+
+def test_unkeyed_sends_from_threads_through_the_fast_lane(topic):
+    """Unkeyed bytes sends go straight into the open batch (the producer's lane) while the
+    sender closes batches by linger and by size: every record lands once, each thread's in
+    order, and every future names the record's offset."""
+    producer = Producer(linger_ms=1, batch_size=2_000)  # ~40 records a batch: many closes
+    results: dict[int, list] = {}
+    through_lane: dict[int, int] = {}
+
+    def worker(n: int):
+        futures = [producer.send(topic, b"l%d-%04d" % (n, i)) for i in range(500)]
+        results[n] = [f.result(TIMEOUT_S)[0].offset for f in futures]
+        through_lane[n] = sum(isinstance(f, _RecordFuture) for f in futures)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    producer.close()
+    # Only the first record of each batch takes the locked path (it opens the batch).
+    assert sum(through_lane.values()) > 1500, through_lane
+    offsets = sorted(o for r in results.values() for o in r)
+    assert offsets == list(range(2000))
+    got = {r[1]: r[4] for r in rows(consume(reader(TopicPartition(topic, 0)), 2000))}
+    for n, r in results.items():
+        assert r == sorted(r)
+        assert [got[o] for o in r] == [b"l%d-%04d" % (n, i) for i in range(500)]

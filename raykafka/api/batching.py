@@ -1,15 +1,12 @@
-"""Client-side record batches: build Arrow batches without a Python object per field.
+"""Client-side record batches: Arrow batches without a Python object per field.
 
-A ``RecordBuilder`` collects one partition's records in flat buffers (a
-``bytearray`` of values plus an ``array('i')`` of offsets, and the same for
-keys) and turns them into a RECORD_SCHEMA ``RecordBatch`` with
-``pa.Array.from_buffers`` -- no ``pa.array(list)``, which is several times
-slower. ``normalize_table`` does the same job for ``send_batch`` input.
+``to_record_batch`` turns a ``RecordBuilder``'s flat buffers (``record_builder``) into a
+RECORD_SCHEMA ``RecordBatch`` with ``pa.Array.from_buffers`` -- no ``pa.array(list)``,
+which is several times slower. ``normalize_table`` does the same job for ``send_batch``
+input.
 """
 
 from __future__ import annotations
-
-from array import array
 
 import numpy as np
 import pyarrow as pa
@@ -22,91 +19,31 @@ from raykafka.storage.records import HEADERS_TYPE, RECORD_SCHEMA
 _INT32_MAX = (1 << 31) - 1
 
 
-class RecordBuilder:
-    """Flat buffers of one partition's not-yet-sent records."""
-
-    __slots__ = (
-        "count",
-        "headers",
-        "key_offsets",
-        "key_valid",
-        "keys",
-        "nbytes",
-        "timestamps",
-        "value_offsets",
-        "values",
+def to_record_batch(builder) -> pa.RecordBatch:
+    """A sealed ``RecordBuilder``'s records as one RECORD_SCHEMA batch (zero-copy over its buffers)."""
+    n = builder.count
+    values = pa.Array.from_buffers(
+        pa.binary(), n, [None, pa.py_buffer(builder.value_offsets), pa.py_buffer(builder.values)]
     )
-
-    def __init__(self) -> None:
-        self.values = bytearray()
-        self.value_offsets = array("i", [0])
-        self.keys: bytearray | None = None  # created at the first key
-        self.key_offsets: array | None = None
-        self.key_valid: bytearray | None = None
-        self.timestamps = array("q")
-        self.headers: dict[int, dict[str, bytes]] | None = None
-        self.count = 0
-        self.nbytes = 0
-
-    def append(self, value: bytes, key: bytes | None, timestamp_ms: int, headers: dict | None) -> int:
-        """Add one record; returns its index in the batch."""
-        index = self.count
-        self.values += value
-        self.value_offsets.append(len(self.values))
-        if key is not None or self.keys is not None:
-            if self.keys is None:
-                self.keys = bytearray()
-                self.key_offsets = array("i", [0] * (index + 1))
-                self.key_valid = bytearray(index)
-            if key is not None:
-                self.keys += key
-            self.key_offsets.append(len(self.keys))
-            self.key_valid.append(key is not None)
-        self.timestamps.append(timestamp_ms)
-        if headers:
-            if self.headers is None:
-                self.headers = {}
-            self.headers[index] = headers
-        self.count = index + 1
-        self.nbytes += len(value) + (len(key) if key is not None else 0) + 16
-        return index
-
-    def append_value(self, value: bytes, timestamp_ms: int) -> int:
-        """``append`` for the common record: a value, no key, no headers (the send() fast path)."""
-        if self.keys is not None:
-            return self.append(value, None, timestamp_ms, None)
-        values = self.values
-        values += value
-        self.value_offsets.append(len(values))
-        self.timestamps.append(timestamp_ms)
-        index = self.count
-        self.count = index + 1
-        self.nbytes += len(value) + 16
-        return index
-
-    def to_record_batch(self) -> pa.RecordBatch:
-        n = self.count
-        values = pa.Array.from_buffers(
-            pa.binary(), n, [None, pa.py_buffer(self.value_offsets), pa.py_buffer(self.values)]
+    if builder.keys is None:
+        keys = pa.nulls(n, pa.binary())
+    else:
+        validity = np.packbits(np.frombuffer(builder.key_valid, dtype=np.uint8), bitorder="little")
+        keys = pa.Array.from_buffers(
+            pa.binary(),
+            n,
+            [pa.py_buffer(validity), pa.py_buffer(builder.key_offsets), pa.py_buffer(builder.keys)],
+            null_count=n - sum(builder.key_valid),
         )
-        if self.keys is None:
-            keys = pa.nulls(n, pa.binary())
-        else:
-            validity = np.packbits(np.frombuffer(self.key_valid, dtype=np.uint8), bitorder="little")
-            keys = pa.Array.from_buffers(
-                pa.binary(),
-                n,
-                [pa.py_buffer(validity), pa.py_buffer(self.key_offsets), pa.py_buffer(self.keys)],
-                null_count=n - sum(self.key_valid),
-            )
-        stamps = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(self.timestamps)])
-        if self.headers is None:
-            headers = pa.nulls(n, HEADERS_TYPE)
-        else:
-            headers = pa.array(
-                [list(self.headers[i].items()) if i in self.headers else None for i in range(n)], HEADERS_TYPE
-            )
-        return pa.RecordBatch.from_arrays([keys, values, stamps, headers], schema=RECORD_SCHEMA)
+    stamps = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(builder.timestamps)])
+    if builder.headers is None:
+        headers = pa.nulls(n, HEADERS_TYPE)
+    else:
+        headers = pa.array(
+            [list(builder.headers[i].items()) if i in builder.headers else None for i in range(n)],
+            HEADERS_TYPE,
+        )
+    return pa.RecordBatch.from_arrays([keys, values, stamps, headers], schema=RECORD_SCHEMA)
 
 
 def normalize_table(data: pa.Table | pa.RecordBatch) -> pa.RecordBatch:

@@ -1,7 +1,9 @@
 """Producer: batches records per partition on the client and ships Arrow batches to partition actors.
 
-Data path: ``send`` appends to a per-partition ``RecordBuilder`` under one lock
-and returns a ``SendFuture`` at once. A sender thread closes a batch when it
+Data path: ``send`` appends to a per-partition ``RecordBuilder`` and returns a
+``SendFuture`` at once. An unkeyed bytes record goes straight into the open builder of
+its topic's sticky partition (``_lanes``) under that builder's own lock; every other send
+takes the producer's lock. A sender thread closes a batch when it
 reaches ``batch_size`` bytes or has lingered ``linger_ms`` (with ``linger_ms=0``
 the caller's thread ships it itself, saving a thread hand-off), encodes it to Arrow
 IPC and calls the partition actor's ``append`` -- at most
@@ -35,9 +37,10 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from raykafka.api.batching import RecordBuilder, normalize_table, now_ms
+from raykafka.api.batching import normalize_table, now_ms, to_record_batch
 from raykafka.api.connection import Settings, current_settings, topic_manager
 from raykafka.api.message import Message, MessageSet, check_bytes, check_headers, check_timestamp
+from raykafka.api.record_builder import RecordBuilder, RecordFutureBase
 from raykafka.api.rpc import ACTOR_GONE, call, unwrap
 from raykafka.api.validation import check_int
 from raykafka.errors import (
@@ -111,10 +114,8 @@ class BatchResult:
 class SendFuture:
     """The result of one ``send``/``send_batch``: ``result()`` is a list of RecordMetadata, in order."""
 
-    __slots__ = ("_parts",)
-
-    def __init__(self, parts: list[tuple[BatchResult, int, int]]):
-        self._parts = parts  # (batch, first index in batch, record count)
+    __slots__ = ()
+    _parts: list[tuple[BatchResult, int, int]]  # (batch, first index in batch, record count)
 
     def done(self) -> bool:
         return all(batch.done.is_set() for batch, _, _ in self._parts)
@@ -162,14 +163,20 @@ class SendFuture:
                 one_done()
 
 
-class _RecordFuture(SendFuture):
-    """The future of one record (the send() fast path): two fields, the parts list only on demand."""
+class _PartsFuture(SendFuture):
+    """The future of any records: the list of their parts."""
 
-    __slots__ = ("_batch", "_index")
+    __slots__ = ("_parts",)
 
-    def __init__(self, batch: BatchResult, index: int):
-        self._batch = batch
-        self._index = index
+    def __init__(self, parts: list[tuple[BatchResult, int, int]]):
+        self._parts = parts
+
+
+class _RecordFuture(RecordFutureBase, SendFuture):
+    """The future of one record, made by ``RecordBuilder.append_value`` (send()'s fast lane):
+    two fields, the parts list only on demand."""
+
+    __slots__ = ()
 
     @property
     def _parts(self) -> list[tuple[BatchResult, int, int]]:
@@ -275,6 +282,9 @@ class Producer:
         self._space = threading.Condition(self._lock)
         self._topics: dict[str, _TopicState] = {}
         self._open: dict[tuple[str, int], tuple[RecordBuilder, BatchResult, float]] = {}
+        # topic -> the open builder of its sticky partition, for send()'s fast path (with
+        # linger_ms > 0 and fresh metadata only; a sealed builder refuses, see _close_open_locked)
+        self._lanes: dict[str, RecordBuilder] = {}
         self._ready: deque[_Batch] = deque()
         self._in_flight: dict[tuple[str, int], int] = {}
         self._in_flight_batches: dict[int, tuple[_Batch, object]] = {}
@@ -304,8 +314,22 @@ class Producer:
         Raises at the call: TypeError/ValueError for bad arguments, UnknownTopic,
         MessageTooLarge, ProducerClosed.
         """
-        # Fast path, the common case: bytes value, optional bytes key, nothing else. Same checks
-        # as the general path below, inlined, because this runs once per message.
+        # Fastest path, the common case: an unkeyed bytes value into the open builder of the
+        # topic's sticky partition. The builder checks type and size, makes the future, and
+        # refuses (None) when it is sealed or full; then the paths below take over.
+        builder = self._lanes.get(topic)
+        if (
+            builder is not None
+            and key is None
+            and headers is None
+            and partition is None
+            and timestamp_ms is None
+        ):
+            future = builder.append_value(value)
+            if future is not None:
+                return future
+        # Fast path: bytes value, optional bytes key, nothing else. Same checks as the general
+        # path below, inlined, because this runs once per message.
         state = self._topics.get(topic)
         if (
             type(value) is bytes
@@ -322,26 +346,11 @@ class Producer:
                 self._check_size(state, value, key)
             stamp = time.time_ns() // 1_000_000
             with self._lock:
-                if key is not None and self.partitioner == "hash":
-                    slot = (topic, zlib.crc32(key) % len(state.leaders))
-                else:
-                    slot = (topic, state.sticky)
-                entry = self._open.get(slot)
-                if entry is None:
-                    result, index = self._append_locked(state, slot[1], value, key, stamp, None)
-                else:
-                    builder, result, _ = entry
-                    if key is None:
-                        index = builder.append_value(value, stamp)
-                    else:
-                        index = builder.append(value, key, stamp, None)
-                    if builder.nbytes >= self.batch_size:
-                        self._close_open_locked(slot)
-                        self._wakeup.notify()
+                result, index = self._append_locked(state, None, value, key, stamp, None)
                 direct = self._unlingered_locked()
             if direct:  # per message: skip the call when there is nothing to ship
                 self._ship_all(direct)
-            return _RecordFuture(result, index)
+            return _PartsFuture([(result, index, 1)])
         if self._closed:
             raise ProducerClosed("this producer is closed; create a new Producer")
         if isinstance(value, MessageSet | Message):
@@ -367,7 +376,7 @@ class Producer:
                         parts.append((result, index, 1))
                 direct = self._unlingered_locked()
             self._ship_all(direct)
-            return SendFuture(parts)
+            return _PartsFuture(parts)
         check_bytes(value, "value")
         check_bytes(key, "key", allow_none=True)
         check_timestamp(timestamp_ms)
@@ -381,7 +390,7 @@ class Producer:
             result, index = self._append_locked(state, partition, value, key, stamp, headers)
             direct = self._unlingered_locked()
         self._ship_all(direct)
-        return SendFuture([(result, index, 1)])
+        return _PartsFuture([(result, index, 1)])
 
     def send_batch(self, topic: str, table_or_batch: pa.Table | pa.RecordBatch, partition: int | None = None):
         """Send a pyarrow Table/RecordBatch with a binary ``value`` column (and optional ``key``,
@@ -423,7 +432,7 @@ class Producer:
                     parts[-1] = (results[p], parts[-1][1], parts[-1][2] + 1)
                 else:
                     parts.append((results[p], index, 1))
-        return SendFuture(parts)
+        return _PartsFuture(parts)
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything queued and wait for every outcome; raise the first error since the last flush."""
@@ -508,11 +517,16 @@ class Producer:
                 f"topic {state.name!r} has partitions 0..{len(state.leaders) - 1}; got {partition}"
             )
 
+    def _mark_stale(self, state: _TopicState) -> None:
+        """Metadata to re-read before the next send: the topic's sends leave the fast lane."""
+        state.stale = True
+        self._lanes.pop(state.name, None)
+
     def _refresh_if_too_large(self, state: _TopicState, size: int) -> _TopicState:
         """Before rejecting ``size`` bytes, re-read the topic: the cached max.message.bytes may
         predate an alter_topic_config that raised it."""
         if size > state.max_message_bytes:
-            state.stale = True
+            self._mark_stale(state)
             state = self._topic(state.name)
         return state
 
@@ -555,15 +569,21 @@ class Producer:
         p = self._choose_partition(state, key) if partition is None else partition
         slot = (state.name, p)
         entry = self._open.get(slot)
+        if entry is not None and entry[0].nbytes >= self.batch_size:  # filled through its lane
+            self._close_open_locked(slot)
+            self._wakeup.notify()
+            entry = None
         if entry is None:
             self._reserve_locked(self.batch_size // 4)
             result = BatchResult(state.name, p)
-            builder = RecordBuilder()
+            builder = RecordBuilder(result, self.batch_size, state.max_message_bytes, _RecordFuture)
             result.timestamps = builder.timestamps
             entry = self._open[slot] = (builder, result, time.monotonic())
             self._unfinished += 1
             if self.linger_ms:
                 self._wakeup.notify()  # starts the linger clock (with 0, the caller drains at once)
+                if p == state.sticky and not state.stale:
+                    self._lanes[state.name] = builder
         builder, result, _ = entry
         index = builder.append(value, key, timestamp_ms, headers)
         if builder.nbytes >= self.batch_size:
@@ -588,6 +608,9 @@ class Producer:
 
     def _close_open_locked(self, slot) -> None:
         builder, result, _ = self._open.pop(slot)
+        builder.seal()  # a send() still holding it through _lanes now takes the locked path
+        if self._lanes.get(slot[0]) is builder:
+            del self._lanes[slot[0]]
         state = self._topics.get(slot[0])
         if state is not None and state.sticky == slot[1] and len(state.leaders) > 1:
             state.sticky = random.choice([p for p in range(len(state.leaders)) if p != slot[1]])
@@ -605,7 +628,7 @@ class Producer:
                     self._expire_in_flight_locked(now)
                     for state in self._topics.values():
                         if now - state.loaded_at >= METADATA_MAX_AGE_MS / 1000:
-                            state.stale = True  # the next send re-reads metadata
+                            self._mark_stale(state)  # the next send re-reads metadata
                     sendable = self._drain_locked(now)
                     if sendable or (self._closed and not self._open and not self._ready):
                         break
@@ -686,7 +709,7 @@ class Producer:
     def _ship(self, batch: _Batch) -> None:
         try:
             if isinstance(batch.payload, RecordBuilder):
-                batch.payload = encode_record_batch(batch.payload.to_record_batch())
+                batch.payload = encode_record_batch(to_record_batch(batch.payload))
             state = self._topics[batch.topic]
             if state.stale:
                 self._refresh(state)
@@ -761,7 +784,7 @@ class Producer:
             batch.not_before = time.monotonic() + RETRY_BACKOFF_MS / 1000
             state = self._topics.get(batch.topic)
             if state is not None:
-                state.stale = True  # the sender re-reads the leaders before resending
+                self._mark_stale(state)  # the sender re-reads the leaders before resending
             # Retries go first, in sequence order (they fail in any order); unsent batches keep FIFO.
             self._ready.appendleft(batch)
             self._ready = deque(sorted(self._ready, key=lambda b: (b.seq < 0, max(b.seq, 0))))

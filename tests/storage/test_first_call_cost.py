@@ -18,7 +18,8 @@ SCRIPT = textwrap.dedent(
     """
     import sys, tempfile
     import pyarrow as pa
-    from raykafka.api.batching import RecordBuilder, normalize_table
+    from raykafka.api.batching import normalize_table, to_record_batch
+    from raykafka.api.record_builder import RecordBuilder
     from raykafka.api.fetch import decode_fetch
     from raykafka.storage import LogConfig, PartitionLog
     from raykafka.storage.records import (
@@ -26,12 +27,12 @@ SCRIPT = textwrap.dedent(
     )
 
     builder = RecordBuilder()
-    builder.append_value(b"first", 1_700_000_000_000)
+    builder.append_value(b"first")
     builder.append(b"second", b"key", 1_700_000_000_001, None)
-    payload = encode_record_batch(builder.to_record_batch())
+    payload = encode_record_batch(to_record_batch(builder))
     batch = decode_record_batch(payload)
     assert largest_record_bytes(batch) == len(b"second") + len(b"key")
-    assert max_timestamp_ms(batch) == 1_700_000_000_001
+    assert max_timestamp_ms(batch) == max(builder.timestamps)  # the first one is stamped now
     log = PartitionLog(tempfile.mkdtemp(), LogConfig())
     log.append(payload, record_count=2, first_timestamp_ms=1_700_000_000_000,
                max_timestamp_ms=1_700_000_000_001)
