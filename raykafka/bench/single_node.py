@@ -15,6 +15,9 @@ Paths (each run measures them in this order; medians over runs are reported):
                       (``RecordBatch.serialize()``), which is what the producer ships
 * ceiling + write  -- the IPC-bytes no-op actor that also ``os.writev``s each payload to
                       a growing file: the fairer ceiling for anything that stores data
+* append direct    -- the real PartitionActor's ``append`` fed the same batches, already
+                      encoded as the producer ships them, with the same pipelining: what
+                      the partition actor can take, the bound for send_batch
 * queue put/get    -- ``ray.util.queue.Queue`` put_nowait_batch / get_nowait_batch of
                       10,000 Python ``bytes``, the Ray-native peer
 * send_batch       -- ``Producer.send_batch`` of 10,000-row tables, then ``flush``
@@ -45,6 +48,8 @@ from itertools import islice
 
 import ray
 
+from raykafka.actors.partition import DEFAULT_APPEND_REQUEST
+from raykafka.api.batching import normalize_table
 from raykafka.bench.common import (
     BATCH_MESSAGES,
     MESSAGE_BYTES,
@@ -55,6 +60,7 @@ from raykafka.bench.common import (
     produce_tables,
 )
 from raykafka.bench.report import throughput_row, timing_row
+from raykafka.storage.records import encode_record_batch
 
 TARGETS = {  # from the issue: ratio to the ceiling
     "send_batch": 0.8,
@@ -415,6 +421,7 @@ PATHS = (
     ("ceiling_write", "no-op actor + writev payload to file (info)"),
     ("queue_put", "ray.util.queue put_nowait_batch"),
     ("queue_get", "ray.util.queue get_nowait_batch"),
+    ("append_direct", "PartitionActor.append, IPC batches (info)"),
     ("send_batch", "Producer.send_batch (10k-row tables)"),
     ("send", "Producer.send per message"),
     ("poll_batch", "Consumer.poll_batch"),
@@ -438,6 +445,8 @@ def run(session, opts, tracker) -> dict:
     batches = build_batches()
     tables = [_table(b) for b in batches]
     ipc_buffers = [b.serialize() for b in batches]
+    # the producer's payloads: RECORD_SCHEMA batches as IPC, to call the partition actor directly
+    record_payloads = [encode_record_batch(normalize_table(b)) for b in batches]
     value_lists = [b.column(0).to_pylist() for b in batches]
     value_chunks = [value_lists[i % len(value_lists)] for i in range(n_batches)]
 
@@ -482,6 +491,18 @@ def run(session, opts, tracker) -> dict:
                 put_s, get_s = bench_queue(value_lists, n_batches, half)
                 results["queue_put"].append(put_s)
                 results["queue_get"].append(get_s)
+            # What the partition actor itself can take (the same pipelining, no producer): the
+            # bound for send_batch; its gap to the writev row is the actor's own work.
+            append = session.leader_handle(session.new_topic("direct")).append
+            results["append_direct"].append(
+                bench_ceiling(
+                    lambda payload, append=append: append.remote(payload, DEFAULT_APPEND_REQUEST),
+                    record_payloads,
+                    n_batches,
+                    opts.in_flight,
+                    adv["append_direct"],
+                )
+            )
             t_batch = session.new_topic("batch")
             results["send_batch"].append(
                 produce_tables(t_batch, tables, n_batches, partition=0, on_batch=adv["send_batch"])
