@@ -40,7 +40,11 @@ class OptionalBuildExt(build_ext):
 def extensions():
     if os.environ.get("RAYKAFKA_NO_EXTENSIONS"):
         return []
-    from Cython.Build import cythonize
+    try:
+        from Cython.Build import cythonize
+    except ImportError as exc:  # built without build isolation and without Cython
+        OptionalBuildExt._skipped(exc)
+        return []
 
     return cythonize(
         [Extension("raykafka.api._record_builder", ["raykafka/api/_record_builder.pyx"])],

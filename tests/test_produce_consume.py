@@ -488,3 +488,28 @@ def test_unkeyed_sends_from_threads_through_the_fast_lane(topic):
     for n, r in results.items():
         assert r == sorted(r)
         assert [got[o] for o in r] == [b"l%d-%04d" % (n, i) for i in range(500)]
+
+
+def test_futures_of_every_send_path_answer_alike(topic):
+    """The fast lane's one-record future and the general path's future are both SendFutures:
+    done(), exception(), result() and add_done_callback() behave the same."""
+    producer = Producer(linger_ms=5_000)  # nothing ships before flush()
+    first = producer.send(topic, b"opens the batch")  # the locked path opens the batch
+    fast = producer.send(topic, b"through the lane")  # straight into the open batch
+    keyed = producer.send(topic, b"keyed", key=b"k")  # the general path
+    assert isinstance(fast, _RecordFuture) and not isinstance(first, _RecordFuture)
+    called = []
+    futures = (first, fast, keyed)
+    for f in futures:
+        assert isinstance(f, raykafka.SendFuture)
+        assert not f.done()
+        f.add_done_callback(called.append)
+    producer.flush()
+    assert [f.done() for f in futures] == [True, True, True]
+    assert [f.exception(TIMEOUT_S) for f in futures] == [None, None, None]
+    assert [m.offset for f in futures for m in f.result(TIMEOUT_S)] == [0, 1, 2]
+    assert sorted(map(id, called)) == sorted(map(id, futures))
+    late = []
+    fast.add_done_callback(late.append)  # already done: called at once
+    assert late == [fast]
+    producer.close()
