@@ -16,6 +16,7 @@ import pyarrow as pa
 
 import raykafka
 from raykafka import Admin, Consumer, Message, MessageSet, Producer
+from raykafka.api import record_builder
 from raykafka.errors import TopicAlreadyExists
 
 
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"produced {args.messages:,} x {args.message_bytes} B with send(): "
         f"{args.messages / produce_s:,.0f} msgs/s, "
-        f"{args.messages * args.message_bytes / produce_s / 1e6:.1f} MB/s"
+        f"{args.messages * args.message_bytes / produce_s / 1e6:.1f} MB/s "
+        f"({'compiled' if record_builder.COMPILED else 'pure-Python'} record builder)"
     )
 
     # The seed's consumer: message streams of a group, iterated; each message's payload.

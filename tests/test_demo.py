@@ -9,12 +9,14 @@ import uuid
 
 import pytest
 
+from raykafka.api import record_builder
+
 pytestmark = pytest.mark.slow
 
 
-def run_demo(tmp_path, namespace: str) -> subprocess.CompletedProcess:
+def run_demo(tmp_path, namespace: str, **extra_env: str) -> subprocess.CompletedProcess:
     """One run of the main job with its own local Ray, on ``tmp_path``'s data directory."""
-    env = dict(os.environ, RAYKAFKA_DATA_DIR=str(tmp_path / "data"), RAY_ADDRESS="local")
+    env = dict(os.environ, RAYKAFKA_DATA_DIR=str(tmp_path / "data"), RAY_ADDRESS="local", **extra_env)
     done = subprocess.run(
         [sys.executable, "-m", "raykafka.demo", "--messages", "3000", "--namespace", namespace],
         capture_output=True,
@@ -41,10 +43,15 @@ def test_demo_runs_end_to_end_and_again_on_a_new_ray(tmp_path):
     # (the group coordinator once triggered Ray's RayDeprecationWarning about actor_id)
     assert "DeprecationWarning" not in out + done.stderr, (out + done.stderr)[-3000:]
 
+    builder = "compiled" if record_builder.COMPILED else "pure-Python"  # the same install
+    assert f"B/s ({builder} record builder)" in out
+
     # Run again as a user does: a new local Ray (new node ids), the same data directory. The
     # topic's replica is re-placed on the new node; the job must find the new leader instead
-    # of calling the old actor until it times out (list_offsets did, 2026-11-26).
-    again = run_demo(tmp_path, namespace).stdout
+    # of calling the old actor until it times out (list_offsets did, 2026-11-26). This run
+    # uses the pure-Python record builder, as an install without a C compiler does.
+    again = run_demo(tmp_path, namespace, RAYKAFKA_NO_EXTENSIONS="1").stdout
+    assert "B/s (pure-Python record builder)" in again
     assert "topic 'topic1' exists; appending to it" in again
     assert "sent 'test message str' -> topic1[0] offset 3004" in again
     assert "consumed 3,001 messages from a message stream" in again
