@@ -513,3 +513,19 @@ def test_futures_of_every_send_path_answer_alike(topic):
     fast.add_done_callback(late.append)  # already done: called at once
     assert late == [fast]
     producer.close()
+
+
+def test_a_send_blocked_on_a_full_buffer_gets_the_full_batch_shipped(topic):
+    """buffer_memory holds one batch: the send that finds the open batch full closes it and
+    must wait for space, which only comes once that batch is shipped and answered. Nothing
+    else is in flight and the linger is long, so only the blocked send can get it going."""
+    producer = Producer(linger_ms=60_000, batch_size=4_000, buffer_memory=4_000, max_block_ms=10_000)
+    futures = [producer.send(topic, b"0000" + b"v" * 196)]  # opens the batch, wakes the sender
+    time.sleep(0.5)  # the sender has seen it and sleeps for the 60 s linger
+    started = time.monotonic()
+    futures += [producer.send(topic, b"%04d" % i + b"v" * 196) for i in range(1, 60)]
+    assert time.monotonic() - started < 8, "a send waited for the linger or max_block_ms"
+    producer.flush(TIMEOUT_S)
+    offsets = [m.offset for f in futures for m in f.result(TIMEOUT_S)]
+    assert offsets == list(range(60))
+    producer.close()
