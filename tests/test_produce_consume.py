@@ -438,27 +438,42 @@ def test_long_poll_gets_a_message_sent_after_it_started(topic):
     assert arrived - sent_at[0] < 3.0  # and was woken by the append, not by fetch_max_wait_ms
 
 
+def send_from_threads(send, threads: int, count: int) -> dict[int, list]:
+    """``threads`` threads each call ``send(n, i)`` for i < count at once; each one's futures."""
+    futures: dict[int, list] = {}
+
+    def worker(n: int) -> None:
+        futures[n] = [send(n, i) for i in range(count)]
+
+    running = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for t in running:
+        t.start()
+    for t in running:
+        t.join()
+    return futures
+
+
+def assert_each_thread_landed_in_order(topic: str, futures: dict[int, list], value_of) -> None:
+    """Every record once, at contiguous offsets; each thread's in its send order, byte for byte."""
+    results = {n: [f.result(TIMEOUT_S)[0].offset for f in fs] for n, fs in futures.items()}
+    total = sum(len(r) for r in results.values())
+    offsets = sorted(o for r in results.values() for o in r)
+    assert offsets == list(range(total))
+    got = {r[1]: r[4] for r in rows(consume(reader(TopicPartition(topic, 0)), total))}
+    for n, r in results.items():
+        assert r == sorted(r)  # each thread's messages keep its order
+        assert [got[o] for o in r] == [value_of(n, i) for i in range(len(r))]
+
+
 def test_producer_shared_between_threads(topic):
     producer = Producer(linger_ms=2)
-    results: dict[int, list] = {}
 
-    def worker(n: int):
-        futures = [producer.send(topic, b"t%d-%d" % (n, i), partition=0) for i in range(25)]
-        results[n] = [f.result(TIMEOUT_S)[0].offset for f in futures]
+    def value_of(n, i):
+        return b"t%d-%d" % (n, i)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    futures = send_from_threads(lambda n, i: producer.send(topic, value_of(n, i), partition=0), 4, 25)
     producer.close()
-    offsets = sorted(o for r in results.values() for o in r)
-    assert offsets == list(range(100))
-    for r in results.values():
-        assert r == sorted(r)  # each thread's messages keep its order
-    got = {r[1]: r[4] for r in rows(consume(reader(TopicPartition(topic, 0)), 100))}
-    for n, r in results.items():
-        assert [got[o] for o in r] == [b"t%d-%d" % (n, i) for i in range(25)]
+    assert_each_thread_landed_in_order(topic, futures, value_of)
 
 
 def test_unkeyed_sends_from_threads_through_the_fast_lane(topic):
@@ -466,28 +481,16 @@ def test_unkeyed_sends_from_threads_through_the_fast_lane(topic):
     sender closes batches by linger and by size: every record lands once, each thread's in
     order, and every future names the record's offset."""
     producer = Producer(linger_ms=1, batch_size=2_000)  # ~40 records a batch: many closes
-    results: dict[int, list] = {}
-    through_lane: dict[int, int] = {}
 
-    def worker(n: int):
-        futures = [producer.send(topic, b"l%d-%04d" % (n, i)) for i in range(500)]
-        results[n] = [f.result(TIMEOUT_S)[0].offset for f in futures]
-        through_lane[n] = sum(isinstance(f, _RecordFuture) for f in futures)
+    def value_of(n, i):
+        return b"l%d-%04d" % (n, i)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    futures = send_from_threads(lambda n, i: producer.send(topic, value_of(n, i)), 4, 500)
     producer.close()
     # Only the first record of each batch takes the locked path (it opens the batch).
-    assert sum(through_lane.values()) > 1500, through_lane
-    offsets = sorted(o for r in results.values() for o in r)
-    assert offsets == list(range(2000))
-    got = {r[1]: r[4] for r in rows(consume(reader(TopicPartition(topic, 0)), 2000))}
-    for n, r in results.items():
-        assert r == sorted(r)
-        assert [got[o] for o in r] == [b"l%d-%04d" % (n, i) for i in range(500)]
+    through_lane = sum(isinstance(f, _RecordFuture) for fs in futures.values() for f in fs)
+    assert through_lane > 1500, through_lane
+    assert_each_thread_landed_in_order(topic, futures, value_of)
 
 
 def test_futures_of_every_send_path_answer_alike(topic):
