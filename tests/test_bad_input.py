@@ -435,3 +435,21 @@ def test_seek_past_either_end(rk):
     assert info.value.latest == 6
     assert (admin.list_offsets(topic, 0, "earliest"), latest(topic)) == (2, 6)
     round_trip(topic)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"linger_ms": -1}, ValueError),
+        ({"batch_size": 0}, ValueError),
+        ({"batch_size": 1 << 31}, ValueError),  # one Arrow array with 32-bit offsets per batch
+        ({"batch_size": "1"}, TypeError),
+        ({"acks": 2}, ValueError),
+        ({"buffer_memory": 0}, ValueError),
+    ],
+    ids=repr,
+)
+def test_bad_producer_settings(rk, topic, kwargs, error):
+    with pytest.raises(error):
+        Producer(**kwargs)
+    round_trip(topic)

@@ -6,6 +6,7 @@ the TopicManager starts once; each test connects to it again (``rk`` overridden 
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
@@ -532,3 +533,23 @@ def test_a_send_blocked_on_a_full_buffer_gets_the_full_batch_shipped(topic):
     offsets = [m.offset for f in futures for m in f.result(TIMEOUT_S)]
     assert offsets == list(range(60))
     producer.close()
+
+
+def test_threads_blocked_on_a_full_buffer_never_open_one_partition_twice(topic):
+    """buffer_memory holds one batch and four threads send at once: while one waits for space
+    (the lock is released), another may open the partition's batch. The waiter must then use
+    that batch, not replace it (a replaced batch was never shipped and flush hung)."""
+    producer = Producer(linger_ms=60_000, batch_size=4_000, buffer_memory=4_000, max_block_ms=20_000)
+
+    def value_of(n, i):
+        return b"%d-%04d" % (n, i) + b"v" * 190
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often: the interleaving shows up
+    try:
+        futures = send_from_threads(lambda n, i: producer.send(topic, value_of(n, i)), 4, 150)
+        producer.flush(TIMEOUT_S)
+    finally:
+        sys.setswitchinterval(interval)
+    producer.close()
+    assert_each_thread_landed_in_order(topic, futures, value_of)

@@ -56,6 +56,7 @@ def test_append_value_stamps_now_and_returns_sequential_futures(twin):
     before = time.time_ns() // 1_000_000
     futures = [builder.append_value(b"v%d" % i) for i in range(5)]
     after = time.time_ns() // 1_000_000
+    builder.seal()
     assert [type(f) for f in futures] == [future_type] * 5
     assert [f._batch for f in futures] == [result] * 5
     assert [f._index for f in futures] == [0, 1, 2, 3, 4]
@@ -79,9 +80,11 @@ def test_refusals_append_nothing(twin):
     assert builder.append_value(b"e") is None  # already batch_size bytes
     assert builder.count == 2
     assert builder.nbytes == 102
-    assert to_record_batch(builder).column("value").to_pylist() == [b"a" * 10, b"d" * 60]
+    with pytest.raises(RuntimeError, match="sealed"):
+        to_record_batch(builder)  # an open builder may still move its buffers
     builder.seal()
     assert builder.sealed
+    assert to_record_batch(builder).column("value").to_pylist() == [b"a" * 10, b"d" * 60]
     assert builder_type(None).append_value(b"") is not None  # an empty value is a record
     sealed = builder_type(None)
     sealed.seal()
@@ -97,6 +100,7 @@ def test_keyed_and_unkeyed_records_mix(twin):
     assert builder.append(b"v1", b"k1", 7, {"h": b"x"}) == 1
     assert builder.append_value(b"v2")._index == 2
     assert builder.append(b"v3", None, 9, None) == 3
+    builder.seal()
     batch = to_record_batch(builder)
     assert batch.column("key").to_pylist() == [None, b"k1", None, None]
     assert batch.column("value").to_pylist() == [b"v0", b"v1", b"v2", b"v3"]

@@ -24,9 +24,10 @@ from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
 import array as py_array
 
-from raykafka.api.record_builder import RECORD_OVERHEAD_BYTES, UNLIMITED, append_fields
+from raykafka.api.record_builder import MAX_OFFSET, RECORD_OVERHEAD_BYTES, UNLIMITED, append_fields
 
 cdef Py_ssize_t OVERHEAD = RECORD_OVERHEAD_BYTES
+cdef Py_ssize_t OFFSET_LIMIT = MAX_OFFSET
 
 
 cdef class RecordFutureBase:
@@ -110,12 +111,12 @@ cdef class RecordBuilder:
         stamp = <long long>now.tv_sec * 1000 + now.tv_nsec // 1000000
         self._acquire()
         try:
-            if self.sealed or self.nbytes >= self.batch_size:
+            used = PyByteArray_GET_SIZE(self.values)
+            if self.sealed or self.nbytes >= self.batch_size or used + size > OFFSET_LIMIT:
                 return None
             if self.keys is not None:
                 index = append_fields(self, value, None, stamp, None)
             else:
-                used = PyByteArray_GET_SIZE(self.values)
                 PyByteArray_Resize(self.values, used + size)  # over-allocates: amortized O(1)
                 memcpy(PyByteArray_AS_STRING(self.values) + used, PyBytes_AS_STRING(value), size)
                 index = self.count

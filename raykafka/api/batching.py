@@ -21,6 +21,8 @@ _INT32_MAX = (1 << 31) - 1
 
 def to_record_batch(builder) -> pa.RecordBatch:
     """A sealed ``RecordBuilder``'s records as one RECORD_SCHEMA batch (zero-copy over its buffers)."""
+    if not builder.sealed:  # an open builder may still grow its buffers under these views
+        raise RuntimeError("to_record_batch needs a sealed RecordBuilder")
     n = builder.count
     values = pa.Array.from_buffers(
         pa.binary(), n, [None, pa.py_buffer(builder.value_offsets), pa.py_buffer(builder.values)]

@@ -65,6 +65,8 @@ DEFAULT_BUFFER_MEMORY = 32 << 20
 DEFAULT_MAX_BLOCK_MS = 60_000
 #: How often the sender re-reads topic metadata (Kafka's metadata.max.age.ms).
 METADATA_MAX_AGE_MS = 300_000
+#: The largest batch_size: a batch's values are one Arrow binary array with 32-bit offsets.
+MAX_BATCH_BYTES = (1 << 31) - 1
 #: Pause before re-sending a batch whose partition actor was unreachable.
 RETRY_BACKOFF_MS = 100
 
@@ -260,6 +262,10 @@ class Producer:
             ("max_block_ms", max_block_ms, 0),
         ):
             check_int(name, value, minimum)
+        if batch_size > MAX_BATCH_BYTES:
+            raise ValueError(
+                f"batch_size must be <= {MAX_BATCH_BYTES} (Arrow's 32-bit offsets), got {batch_size}"
+            )
         if compression not in (None, "none"):
             raise ValueError(f"compression={compression!r} is not supported yet; use None")
         if partitioner not in ("hash", "round_robin"):
@@ -462,6 +468,7 @@ class Producer:
         finally:
             with self._lock:
                 self._closed = True
+                self._lanes.clear()  # later sends take the checked path: ProducerClosed
                 self._wakeup.notify()
             self._sender.join(timeout=5)
 
@@ -569,22 +576,20 @@ class Producer:
     def _append_locked(self, state, partition, value, key, timestamp_ms, headers) -> tuple[BatchResult, int]:
         p = self._choose_partition(state, key) if partition is None else partition
         slot = (state.name, p)
+        size = len(value) + (len(key) if key is not None else 0)
         entry = self._open.get(slot)
-        if entry is not None and entry[0].nbytes >= self.batch_size:  # filled through its lane
-            self._close_open_locked(slot)
-            self._closed_full = True
-            entry = None
-        if entry is None:
-            self._reserve_locked(self.batch_size // 4)
-            result = BatchResult(state.name, p)
-            builder = RecordBuilder(result, self.batch_size, state.max_message_bytes, _RecordFuture)
-            result.timestamps = builder.timestamps
-            entry = self._open[slot] = (builder, result, time.monotonic())
-            self._unfinished += 1
-            if self.linger_ms:
-                self._wakeup.notify()  # starts the linger clock (with 0, the caller drains at once)
-                if p == state.sticky and not state.stale:
-                    self._lanes[state.name] = builder
+        while entry is None or not self._takes_locked(entry[0], size):
+            if entry is not None:  # full: filled through its lane, or no room for this record
+                self._close_open_locked(slot)
+                self._closed_full = True
+            reserved = self.batch_size // 4
+            self._reserve_locked(reserved)  # may release the lock while it waits for space
+            entry = self._open.get(slot)
+            if entry is None:
+                entry = self._open_locked(state, p, slot)
+                break
+            self._buffered_bytes -= reserved  # another send opened it meanwhile: use that one
+            self._space.notify_all()
         builder, result, _ = entry
         index = builder.append(value, key, timestamp_ms, headers)
         if builder.nbytes >= self.batch_size:
@@ -592,19 +597,37 @@ class Producer:
             self._closed_full = True  # the caller ships it (_direct_locked), or an answer will
         return result, index
 
+    def _takes_locked(self, builder: RecordBuilder, size: int) -> bool:
+        """Whether an open batch takes one more record of ``size`` key + value bytes: under
+        ``batch_size``, and its buffers' 32-bit Arrow offsets cannot overflow."""
+        return builder.nbytes < self.batch_size and builder.nbytes + size <= MAX_BATCH_BYTES
+
+    def _open_locked(self, state: _TopicState, p: int, slot: tuple[str, int]):
+        """A new open batch for ``slot`` (its buffer_memory share is reserved by the caller)."""
+        result = BatchResult(state.name, p)
+        builder = RecordBuilder(result, self.batch_size, state.max_message_bytes, _RecordFuture)
+        result.timestamps = builder.timestamps
+        entry = self._open[slot] = (builder, result, time.monotonic())
+        self._unfinished += 1
+        if self.linger_ms:
+            self._wakeup.notify()  # starts the linger clock (with 0, the caller drains at once)
+            if p == state.sticky and not state.stale and not self._closed:
+                self._lanes[state.name] = builder
+        return entry
+
     def _reserve_locked(self, nbytes: int) -> None:
         """Block while more than buffer_memory is buffered (Kafka's max.block.ms applies)."""
         deadline = time.monotonic() + self.max_block_ms / 1000
         while self._buffered_bytes + nbytes > self.buffer_memory and self._buffered_bytes > 0:
+            # Whatever is closed and waiting must go out for space to come back, and the sending
+            # thread drains only after this returns: the sender thread ships it now.
+            self._wakeup.notify()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RequestTimedOut(
                     f"send blocked {self.max_block_ms} ms on a full buffer ({self._buffered_bytes} bytes); "
                     f"the partition actors are not keeping up, or raise buffer_memory"
                 )
-            # Whatever is closed and waiting must go out for space to come back: the sending
-            # thread drains only after this returns, so the sender thread ships it now.
-            self._wakeup.notify()
             self._space.wait(remaining)
             if self._closed:
                 raise ProducerClosed("the producer was closed while send was blocked")
@@ -614,7 +637,7 @@ class Producer:
         builder, result, _ = self._open.pop(slot)
         builder.seal()  # a send() still holding it through _lanes now takes the locked path
         if self._lanes.get(slot[0]) is builder:
-            del self._lanes[slot[0]]
+            self._lanes.pop(slot[0], None)  # _mark_stale may pop it without the lock meanwhile
         state = self._topics.get(slot[0])
         if state is not None and state.sticky == slot[1] and len(state.leaders) > 1:
             state.sticky = random.choice([p for p in range(len(state.leaders)) if p != slot[1]])
@@ -630,7 +653,7 @@ class Producer:
                 while True:
                     now = time.monotonic()
                     self._expire_in_flight_locked(now)
-                    for state in self._topics.values():
+                    for state in list(self._topics.values()):  # send() may add one meanwhile
                         if now - state.loaded_at >= METADATA_MAX_AGE_MS / 1000:
                             self._mark_stale(state)  # the next send re-reads metadata
                     sendable = self._drain_locked(now)
@@ -648,8 +671,13 @@ class Producer:
         GIL hand-off per batch; on 2 busy CPUs the caller sat idle ~25% of the time waiting
         for it (send per message: 2.2-3.5 -> 1.3-1.6 us/msg, docs/PERFORMANCE.md). Only after
         this call closed a full batch: draining on every send would cost O(open batches)."""
-        if self.linger_ms == 0 or self._closed_full:
+        if self.linger_ms == 0:
+            return self._drain_locked(time.monotonic())
+        if self._closed_full:
             self._closed_full = False
+            if any(state.stale for state in self._topics.values()):
+                self._wakeup.notify()  # re-reading metadata blocks: the sender thread does that
+                return []
             return self._drain_locked(time.monotonic())
         return []
 

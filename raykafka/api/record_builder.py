@@ -7,6 +7,8 @@ RECORD_SCHEMA ``RecordBatch`` with ``pa.Array.from_buffers`` -- no Python object
 
 Every builder has its own lock, so ``Producer.send``'s fast path appends without the
 producer's lock; ``seal()`` (taken by whoever closes the batch) makes later appends refuse.
+The buffers are read (``to_record_batch``, zero-copy) only once sealed: the compiled twin
+grows them in place and must not move a buffer someone holds a view of.
 
 ``append_value`` (which also makes the record's future) is the per-message hot path: with the compiled twin
 (``_record_builder.pyx``, built by ``setup.py`` when a C compiler is there) it costs ~0.1 us
@@ -27,6 +29,8 @@ from array import array
 RECORD_OVERHEAD_BYTES = 16
 #: "No limit" for a builder's batch_size and max_record_bytes.
 UNLIMITED = 1 << 62
+#: The largest value in an Arrow binary array's 32-bit offsets: append_value refuses beyond it.
+MAX_OFFSET = (1 << 31) - 1
 
 
 def append_fields(builder, value: bytes, key: bytes | None, timestamp_ms: int, headers: dict | None) -> int:
@@ -123,7 +127,7 @@ class PyRecordBuilder:
         lock = self._lock
         lock.acquire()
         try:
-            if self.sealed or self.nbytes >= self.batch_size:
+            if self.sealed or self.nbytes >= self.batch_size or len(self.values) + len(value) > MAX_OFFSET:
                 return None
             if self.keys is not None:
                 index = append_fields(self, value, None, stamp, None)

@@ -29,6 +29,7 @@ SCRIPT = textwrap.dedent(
     builder = RecordBuilder()
     builder.append_value(b"first")
     builder.append(b"second", b"key", 1_700_000_000_001, None)
+    builder.seal()
     payload = encode_record_batch(to_record_batch(builder))
     batch = decode_record_batch(payload)
     assert largest_record_bytes(batch) == len(b"second") + len(b"key")
