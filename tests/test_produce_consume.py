@@ -553,3 +553,21 @@ def test_threads_blocked_on_a_full_buffer_never_open_one_partition_twice(topic):
         sys.setswitchinterval(interval)
     producer.close()
     assert_each_thread_landed_in_order(topic, futures, value_of)
+
+
+def test_a_done_callback_may_send(topic):
+    """Callbacks run without the producer's lock: one that sends again (a chain of sends, a
+    retry of its own) does not deadlock the producer."""
+    producer = Producer(linger_ms=0)
+    chained: list = []
+    sent = threading.Event()
+
+    def send_next(future):
+        chained.append(producer.send(topic, b"second", key=b"k"))  # keyed: the locked path
+        sent.set()
+
+    producer.send(topic, b"first", key=b"k").add_done_callback(send_next)
+    assert sent.wait(TIMEOUT_S), "the callback's send() never returned"
+    producer.flush(TIMEOUT_S)
+    assert [m.offset for m in chained[0].result(TIMEOUT_S)] == [1]
+    producer.close()

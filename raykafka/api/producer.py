@@ -208,6 +208,7 @@ class _Batch:
         "payload",
         "result",
         "seq",
+        "settled",
         "topic",
     )
 
@@ -215,6 +216,7 @@ class _Batch:
         self.topic, self.partition, self.payload = topic, partition, payload
         self.count, self.nbytes, self.result = count, nbytes, result
         self.seq = -1
+        self.settled = False  # its end was accounted for (_settle_locked), exactly once
         self.attempts = 0
         self.first_sent_at: float | None = None  # request_timeout_ms counts from here, retries included
         self.not_before = 0.0  # monotonic time before which a retry is not sent
@@ -652,17 +654,20 @@ class Producer:
             with self._lock:
                 while True:
                     now = time.monotonic()
-                    self._expire_in_flight_locked(now)
+                    expired = self._expire_in_flight_locked(now)
                     for state in list(self._topics.values()):  # send() may add one meanwhile
                         if now - state.loaded_at >= METADATA_MAX_AGE_MS / 1000:
                             self._mark_stale(state)  # the next send re-reads metadata
                     sendable = self._drain_locked(now)
-                    if sendable or (self._closed and not self._open and not self._ready):
+                    finished = not sendable and self._closed and not self._open and not self._ready
+                    if sendable or expired or finished:
                         break
                     self._wakeup.wait(self._sender_wait_locked(now))
-            if not sendable:
-                return
+            for batch, error in expired:
+                self._deliver(batch, error=error)
             self._ship_all(sendable)
+            if finished:
+                return
 
     def _direct_locked(self) -> list[_Batch]:
         """The batches the sending thread ships itself (after releasing the lock, by
@@ -761,6 +766,8 @@ class Producer:
             request = (self._producer_id, batch.seq, first_unacked, self.acks, self.request_timeout_ms, False)
             ref = leader.append.remote(batch.payload, request)
         except Exception as exc:  # encoding or submission failed: the batch fails, others go on
+            with self._lock:  # it holds an in-flight slot (_drain_locked) but no request
+                self._in_flight[(batch.topic, batch.partition)] -= 1
             self._complete(batch, error=unwrap(exc))
             return
         with self._lock:
@@ -829,36 +836,54 @@ class Producer:
             self._ready = deque(sorted(self._ready, key=lambda b: (b.seq < 0, max(b.seq, 0))))
             self._wakeup.notify()
 
-    def _expire_in_flight_locked(self, now: float) -> None:
+    def _expire_in_flight_locked(self, now: float) -> list[tuple[_Batch, BaseException]]:
+        """Settle the requests unanswered for request_timeout_ms; returns them with their
+        error, for the sender to deliver once it released the lock."""
         limit_s = self.request_timeout_ms / 1000
+        expired = []
         for key, (batch, _ref) in list(self._in_flight_batches.items()):
             if now - batch.first_sent_at >= limit_s and not batch.result.done.is_set():
                 self._in_flight_batches.pop(key)
                 self._in_flight[(batch.topic, batch.partition)] -= 1
-                self._finish_locked(
-                    batch,
-                    error=RequestTimedOut(
-                        f"{batch.topic}-{batch.partition}: no answer within request_timeout_ms="
-                        f"{self.request_timeout_ms}; is the partition's node alive?"
-                    ),
+                error = RequestTimedOut(
+                    f"{batch.topic}-{batch.partition}: no answer within request_timeout_ms="
+                    f"{self.request_timeout_ms}; is the partition's node alive?"
                 )
+                if self._settle_locked(batch, error):
+                    expired.append((batch, error))
+        return expired
 
     def _complete(self, batch: _Batch, base: int = -1, append_time: int = -1, error=None) -> None:
         with self._lock:
             if self._in_flight_batches.pop(id(batch), None) is not None:
                 self._in_flight[(batch.topic, batch.partition)] -= 1
-            elif batch.attempts and error is None:
-                return  # expired meanwhile
-            self._finish_locked(batch, base, append_time, error)
+            if not self._settle_locked(batch, error):
+                return  # expired meanwhile: its future already failed
+        self._deliver(batch, base, append_time, error)
 
-    def _finish_locked(self, batch: _Batch, base: int = -1, append_time: int = -1, error=None) -> None:
+    def _settle_locked(self, batch: _Batch, error: BaseException | None) -> bool:
+        """Account for a batch's end, once: its buffer space back, its sequence number done,
+        its error kept for flush(). False when it was settled already."""
+        if batch.settled:
+            return False
+        batch.settled = True
         self._unacked.get((batch.topic, batch.partition), set()).discard(batch.seq)
         self._buffered_bytes -= batch.nbytes
-        self._unfinished -= 1
         if error is not None:
             self._errors.append(error)
         self._space.notify_all()
         self._wakeup.notify()
-        if not batch.result.done.is_set():
-            batch.result.finish(base, append_time, error)
         batch.payload = None
+        return True
+
+    def _deliver(self, batch: _Batch, base: int = -1, append_time: int = -1, error=None) -> None:
+        """Without the lock: the batch's futures get their outcome and run their callbacks (a
+        callback may send()). Only then does the batch stop counting for flush(), so flush()
+        returns with every future done."""
+        try:
+            if not batch.result.done.is_set():
+                batch.result.finish(base, append_time, error)
+        finally:
+            with self._lock:
+                self._unfinished -= 1
+                self._space.notify_all()
