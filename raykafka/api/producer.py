@@ -144,7 +144,8 @@ class SendFuture:
         return [batch.metadata(i) for batch, first, count in self._parts for i in range(first, first + count)]
 
     def add_done_callback(self, fn: Callable[[SendFuture], None]) -> None:
-        """Call ``fn(self)`` once every record has its outcome (on a producer thread)."""
+        """Call ``fn(self)`` once every record has its outcome (on a producer or Ray thread,
+        no producer lock held: it may send(); it must not flush() or close())."""
         pending = [batch for batch, _, _ in self._parts]
         remaining = [len(pending)]
         lock = threading.Lock()
