@@ -3,10 +3,11 @@
 Data path: ``send`` appends to a per-partition ``RecordBuilder`` and returns a
 ``SendFuture`` at once. An unkeyed bytes record goes straight into the open builder of
 its topic's sticky partition (``_lanes``) under that builder's own lock; every other send
-takes the producer's lock. A sender thread closes a batch when it
-reaches ``batch_size`` bytes or has lingered ``linger_ms`` (with ``linger_ms=0``
-the caller's thread ships it itself, saving a thread hand-off), encodes it to Arrow
-IPC and calls the partition actor's ``append`` -- at most
+takes the producer's lock. A batch closes when it reaches ``batch_size`` bytes (the
+send that finds it full ships it from its own thread, saving a thread hand-off) or has
+lingered ``linger_ms`` (the sender thread ships it; with ``linger_ms=0`` the caller's
+thread ships every batch). Shipping encodes it to Arrow IPC and calls the partition
+actor's ``append`` -- at most
 ``max_in_flight_requests_per_partition`` calls per partition at a time (while a
 partition is at that limit its open batch keeps growing), and at
 most ``buffer_memory`` bytes buffered before ``send`` blocks (backpressure,
@@ -20,6 +21,7 @@ calls out of order) and answers a retry of an appended batch instead of
 appending it twice. A batch whose actor is restarting (or whose leader moved)
 is retried until ``request_timeout_ms`` after its first request; then its
 future fails with ``RequestTimedOut``. Errors reach the futures and the next ``flush``.
+Futures are completed, and their callbacks run, with no producer lock held.
 """
 
 from __future__ import annotations
