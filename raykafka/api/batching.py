@@ -16,8 +16,6 @@ from raykafka.clock import now_ms
 from raykafka.storage.arrays import full_int64, int64_values
 from raykafka.storage.records import HEADERS_TYPE, RECORD_SCHEMA
 
-_INT32_MAX = (1 << 31) - 1
-
 
 def to_record_batch(builder) -> pa.RecordBatch:
     """A sealed ``RecordBuilder``'s records as one RECORD_SCHEMA batch (zero-copy over its buffers)."""

@@ -42,7 +42,7 @@ import pyarrow as pa
 from raykafka.api.batching import normalize_table, now_ms, to_record_batch
 from raykafka.api.connection import Settings, current_settings, topic_manager
 from raykafka.api.message import Message, MessageSet, check_bytes, check_headers, check_timestamp
-from raykafka.api.record_builder import RecordBuilder, RecordFutureBase
+from raykafka.api.record_builder import MAX_OFFSET, RecordBuilder, RecordFutureBase
 from raykafka.api.rpc import ACTOR_GONE, call, unwrap
 from raykafka.api.validation import check_int
 from raykafka.errors import (
@@ -67,8 +67,6 @@ DEFAULT_BUFFER_MEMORY = 32 << 20
 DEFAULT_MAX_BLOCK_MS = 60_000
 #: How often the sender re-reads topic metadata (Kafka's metadata.max.age.ms).
 METADATA_MAX_AGE_MS = 300_000
-#: The largest batch_size: a batch's values are one Arrow binary array with 32-bit offsets.
-MAX_BATCH_BYTES = (1 << 31) - 1
 #: Pause before re-sending a batch whose partition actor was unreachable.
 RETRY_BACKOFF_MS = 100
 
@@ -267,10 +265,8 @@ class Producer:
             ("max_block_ms", max_block_ms, 0),
         ):
             check_int(name, value, minimum)
-        if batch_size > MAX_BATCH_BYTES:
-            raise ValueError(
-                f"batch_size must be <= {MAX_BATCH_BYTES} (Arrow's 32-bit offsets), got {batch_size}"
-            )
+        if batch_size > MAX_OFFSET:  # a batch's values are one Arrow array with 32-bit offsets
+            raise ValueError(f"batch_size must be <= {MAX_OFFSET} (Arrow's 32-bit offsets), got {batch_size}")
         if compression not in (None, "none"):
             raise ValueError(f"compression={compression!r} is not supported yet; use None")
         if partitioner not in ("hash", "round_robin"):
@@ -605,7 +601,7 @@ class Producer:
     def _takes_locked(self, builder: RecordBuilder, size: int) -> bool:
         """Whether an open batch takes one more record of ``size`` key + value bytes: under
         ``batch_size``, and its buffers' 32-bit Arrow offsets cannot overflow."""
-        return builder.nbytes < self.batch_size and builder.nbytes + size <= MAX_BATCH_BYTES
+        return builder.nbytes < self.batch_size and builder.nbytes + size <= MAX_OFFSET
 
     def _open_locked(self, state: _TopicState, p: int, slot: tuple[str, int]):
         """A new open batch for ``slot`` (its buffer_memory share is reserved by the caller)."""
