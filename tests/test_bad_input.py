@@ -446,6 +446,8 @@ def test_seek_past_either_end(rk):
         ({"batch_size": "1"}, TypeError),
         ({"acks": 2}, ValueError),
         ({"buffer_memory": 0}, ValueError),
+        ({"max_request_size": 0}, ValueError),
+        ({"max_request_size": 1.5}, TypeError),
     ],
     ids=repr,
 )

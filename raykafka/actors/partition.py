@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -39,7 +40,7 @@ import ray
 
 from raykafka.actors.naming import TOPIC_MANAGER_NAME
 from raykafka.actors.replication import LeaderReplication
-from raykafka.actors.sequencing import Sequencer
+from raykafka.actors.sequencing import MAX_BATCHES_PER_REQUEST, Sequencer, attempt
 from raykafka.clock import now_ms
 from raykafka.errors import (
     CorruptRecord,
@@ -254,21 +255,33 @@ class PartitionActor:
 
     # -- produce (leader) --------------------------------------------------------
 
-    async def append(self, payload, request: tuple = DEFAULT_APPEND_REQUEST) -> tuple[int, int]:
-        """Append one record batch; return ``(base_offset, log_append_time_ms or -1)``.
+    async def append(self, payload, request: tuple = DEFAULT_APPEND_REQUEST):
+        """Append one record batch, or a produce request's list of them, in order.
 
-        ``payload`` is the Arrow IPC message of one batch in RECORD_SCHEMA. ``request`` is
-        ``(producer_id, seq, first_unacked, acks, timeout_ms, sync)`` in one argument: Ray
-        serializes each argument on its own, and seven small arguments made a one-record
-        append reach the actor ~1.5 ms later than two (docs/PERFORMANCE.md).
+        ``payload`` is the Arrow IPC message of one batch in RECORD_SCHEMA: the answer is
+        ``(base_offset, log_append_time_ms or -1)``, or the batch's error is raised. A list
+        of them is answered with a list holding, per batch, that pair or the exception that
+        rejected that batch (nothing of it written; the others are appended). One call per
+        batch costs ~1 ms of CPU on each side here, so a producer with a backlog groups its
+        batches (docs/PERFORMANCE.md).
 
-        With a ``producer_id``, batches are appended in ``seq`` order per producer
-        (``first_unacked``: the producer's lowest unanswered seq, see sequencing).
-        ``acks="all"`` answers once every in-sync replica holds the batch. ``sync``
-        forces an fsync first (group-committed with every append waiting).
+        ``request`` is ``(producer_id, seq, first_unacked, acks, timeout_ms, sync)`` in one
+        argument: Ray serializes each argument on its own, and seven small arguments made a
+        one-record append reach the actor ~1.5 ms later than two (docs/PERFORMANCE.md).
+
+        With a ``producer_id``, batches are appended in ``seq`` order per producer (a list
+        holds ``seq, seq + 1, ...``; ``first_unacked``: the producer's lowest unanswered seq,
+        see sequencing). ``acks="all"`` answers once every in-sync replica holds the
+        batches. ``sync`` forces an fsync first (group-committed with every append waiting).
         """
         producer_id, seq, first_unacked, acks, timeout_ms, sync = request
         started = time.perf_counter()
+        single = not isinstance(payload, list)
+        payloads = [payload] if single else payload
+        if not payloads or len(payloads) > MAX_BATCHES_PER_REQUEST:
+            raise ValueError(
+                f"a produce request carries 1 to {MAX_BATCHES_PER_REQUEST} batches, got {len(payloads)}"
+            )
         self._require_leader()
         if acks == "all" and self._leading.tracker.in_sync_count() < self.min_insync_replicas:
             raise NotEnoughReplicas(
@@ -276,19 +289,30 @@ class PartitionActor:
                 f"min.insync.replicas={self.min_insync_replicas}; nothing was written. Retry when the "
                 f"followers are back, or produce with acks=1"
             )
+        appends = [functools.partial(self._append_now, p) for p in payloads]
         if producer_id is None:
-            base, append_time, end = self._append_now(payload)
+            results = [attempt(append) for append in appends]
         else:
             first = seq if first_unacked is None else first_unacked
-            base, append_time, end = await self._sequencer.run(
-                producer_id, seq, first, lambda: self._append_now(payload), timeout_ms
+            results = await self._sequencer.run(producer_id, seq, first, appends, timeout_ms)
+        appended = [r for r in results if not isinstance(r, Exception)]
+        if appended:
+            end = max(r[2] for r in appended)
+            if sync or self.log.flush_due():
+                await self._sync_through(end)
+            if acks == "all":
+                await self._wait_replicated(end, timeout_ms)
+            self.metrics.appended(
+                sum(r[2] - r[0] for r in appended),
+                sum(len(p) for p, r in zip(payloads, results, strict=True) if not isinstance(r, Exception)),
+                (time.perf_counter() - started) * 1000,
             )
-        if sync or self.log.flush_due():
-            await self._sync_through(end)
-        if acks == "all":
-            await self._wait_replicated(end, timeout_ms)
-        self.metrics.appended(end - base, len(payload), (time.perf_counter() - started) * 1000)
-        return base, append_time
+        answers = [r if isinstance(r, Exception) else (r[0], r[1]) for r in results]
+        if single:
+            if isinstance(answers[0], Exception):
+                raise answers[0]
+            return answers[0]
+        return answers
 
     def _append_now(self, payload) -> tuple[int, int, int]:
         self._require_leader()  # may have changed while this append waited for its turn

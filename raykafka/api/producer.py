@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from raykafka.actors.sequencing import MAX_BATCHES_PER_REQUEST
 from raykafka.api.batching import normalize_table, now_ms, to_record_batch
 from raykafka.api.connection import Settings, current_settings, topic_manager
 from raykafka.api.message import Message, MessageSet, check_bytes, check_headers, check_timestamp
@@ -59,6 +60,9 @@ from raykafka.types import RecordMetadata
 
 logger = logging.getLogger(__name__)
 
+#: What a batch is retried after (until request_timeout_ms): its leader is gone or moved.
+RETRIABLE = (*ACTOR_GONE, NotLeader)
+
 #: Kafka's default for max.in.flight.requests.per.connection.
 DEFAULT_MAX_IN_FLIGHT_PER_PARTITION = 5
 #: Kafka's default buffer.memory.
@@ -69,6 +73,9 @@ DEFAULT_MAX_BLOCK_MS = 60_000
 METADATA_MAX_AGE_MS = 300_000
 #: Pause before re-sending a batch whose partition actor was unreachable.
 RETRY_BACKOFF_MS = 100
+#: The most bytes of batches one append call carries (Kafka's max.request.size is 1 MiB with
+#: 16 KiB batches; ours are up to 1 MiB): a backlog of 1 MiB batches goes out 8 per call.
+DEFAULT_MAX_REQUEST_SIZE = 8 << 20
 
 
 class BatchResult:
@@ -223,6 +230,33 @@ class _Batch:
         self.not_before = 0.0  # monotonic time before which a retry is not sent
 
 
+class _Request:
+    """Consecutive batches of one partition shipped in one ``append`` call (Kafka's produce
+    request): one call per batch costs ~1 ms of CPU on each side on a small machine, so a
+    backlog goes out in fewer, larger calls. Counts once against max_in_flight."""
+
+    __slots__ = ("batches", "nbytes", "ref", "slot")
+
+    def __init__(self, slot: tuple[str, int]):
+        self.slot = slot
+        self.batches: list[_Batch] = []
+        self.nbytes = 0
+        self.ref = None
+
+    def takes(self, batch: _Batch, seq: int, max_request_size: int) -> bool:
+        """Whether ``batch`` (to be sent as ``seq``) may join: the next sequence number, and
+        within ``max_request_size`` and MAX_BATCHES_PER_REQUEST."""
+        return (
+            seq == self.batches[-1].seq + 1
+            and self.nbytes + batch.nbytes <= max_request_size
+            and len(self.batches) < MAX_BATCHES_PER_REQUEST
+        )
+
+    def add(self, batch: _Batch) -> None:
+        self.batches.append(batch)
+        self.nbytes += batch.nbytes
+
+
 class Producer:
     """Sends messages to topics; safe to share between threads.
 
@@ -252,6 +286,7 @@ class Producer:
         max_in_flight_requests_per_partition: int = DEFAULT_MAX_IN_FLIGHT_PER_PARTITION,
         buffer_memory: int = DEFAULT_BUFFER_MEMORY,
         max_block_ms: int = DEFAULT_MAX_BLOCK_MS,
+        max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
         settings: Settings | None = None,
     ):
         if acks not in (0, 1, "all", -1):
@@ -263,6 +298,7 @@ class Producer:
             ("max_in_flight_requests_per_partition", max_in_flight_requests_per_partition, 1),
             ("buffer_memory", buffer_memory, 1),
             ("max_block_ms", max_block_ms, 0),
+            ("max_request_size", max_request_size, 1),
         ):
             check_int(name, value, minimum)
         if batch_size > MAX_OFFSET:  # a batch's values are one Arrow array with 32-bit offsets
@@ -280,6 +316,7 @@ class Producer:
         self.max_in_flight = max_in_flight_requests_per_partition
         self.buffer_memory = buffer_memory
         self.max_block_ms = max_block_ms
+        self.max_request_size = max_request_size
 
         self._settings: Settings = settings or current_settings()  # settings: a connection of its own
         self._manager = topic_manager(self._settings)
@@ -294,7 +331,8 @@ class Producer:
         self._lanes: dict[str, RecordBuilder] = {}
         self._ready: deque[_Batch] = deque()
         self._in_flight: dict[tuple[str, int], int] = {}
-        self._in_flight_batches: dict[int, tuple[_Batch, object]] = {}
+        self._in_flight_requests: dict[int, _Request] = {}
+        self._requests_sent = 0  # append calls made (a request carries one or more batches)
         self._next_seq: dict[tuple[str, int], int] = {}
         self._unacked: dict[tuple[str, int], set[int]] = {}  # sent, not yet answered, per partition
         self._buffered_bytes = 0
@@ -685,14 +723,15 @@ class Producer:
             return self._drain_locked(time.monotonic())
         return []
 
-    def _ship_all(self, batches: list[_Batch]) -> None:
-        for batch in batches:
-            self._ship(batch)
+    def _ship_all(self, requests: list[_Request]) -> None:
+        for request in requests:
+            self._ship(request)
 
-    def _drain_locked(self, now: float) -> list[_Batch]:
+    def _drain_locked(self, now: float) -> list[_Request]:
         """Close the open batches that lingered long enough and can go, and take every batch
-        that may be sent now (at most max_in_flight per partition), in order, with its sequence
-        number. The caller ships them after releasing the lock."""
+        that may be sent now, in order, with its sequence number: grouped into requests of
+        consecutive batches of one partition (up to ``max_request_size`` bytes), at most
+        max_in_flight requests per partition. The caller ships them after releasing the lock."""
         linger_s = self.linger_ms / 1000
         if self._open:
             waiting = self._waiting_per_partition_locked()
@@ -704,29 +743,35 @@ class Producer:
                 if now - opened >= linger_s and waiting.get(slot, 0) < self.max_in_flight:
                     self._close_open_locked(slot)
                     waiting[slot] = waiting.get(slot, 0) + 1
-        sendable = []
-        taking: dict[tuple[str, int], int] = {}
+        requests: list[_Request] = []
+        last: dict[tuple[str, int], _Request] = {}  # per partition, the request still taking batches
         held: set[tuple[str, int]] = set()
-        for b in self._ready:  # in order; at most max_in_flight per partition, counting these
+        for b in self._ready:  # in order
             slot = (b.topic, b.partition)
-            busy = self._in_flight.get(slot, 0) + taking.get(slot, 0)
-            if slot in held or b.not_before > now or busy >= self.max_in_flight:
+            if slot in held or b.not_before > now:
                 # Nothing overtakes a batch waiting to be resent: the partition appends in
                 # sequence order, so later batches would only occupy the in-flight slots
                 # while waiting for it there (a deadlock until request_timeout_ms).
                 held.add(slot)
                 continue
-            sendable.append(b)
-            taking[slot] = taking.get(slot, 0) + 1
-        for batch in sendable:
-            self._ready.remove(batch)
-            slot = (batch.topic, batch.partition)
-            self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
-            if batch.seq < 0:
-                batch.seq = self._next_seq.get(slot, 0)
-                self._next_seq[slot] = batch.seq + 1
-                self._unacked.setdefault(slot, set()).add(batch.seq)
-        return sendable
+            seq = b.seq if b.seq >= 0 else self._next_seq.get(slot, 0)
+            request = last.get(slot)
+            if request is None or not request.takes(b, seq, self.max_request_size):
+                if self._in_flight.get(slot, 0) >= self.max_in_flight:
+                    held.add(slot)
+                    continue
+                request = last[slot] = _Request(slot)
+                requests.append(request)
+                self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
+            if b.seq < 0:
+                b.seq = seq
+                self._next_seq[slot] = seq + 1
+                self._unacked.setdefault(slot, set()).add(seq)
+            request.add(b)
+        if requests:
+            taken = {id(b) for request in requests for b in request.batches}
+            self._ready = deque(b for b in self._ready if id(b) not in taken)
+        return requests
 
     def _sender_wait_locked(self, now: float) -> float | None:
         """How long the sender may sleep (after ``_drain_locked(now)``): until an open batch's
@@ -737,7 +782,7 @@ class Producer:
         waits = [opened + linger_s - now for _, _, opened in self._open.values() if opened + linger_s > now]
         waits += [b.not_before - now for b in self._ready if b.not_before > now]
         timeout = min(waits) if waits else None
-        if self._in_flight_batches:
+        if self._in_flight_requests:
             timeout = min(timeout or 0.1, 0.1)
         return timeout
 
@@ -749,47 +794,98 @@ class Producer:
             waiting[slot] = waiting.get(slot, 0) + 1
         return waiting
 
-    def _ship(self, batch: _Batch) -> None:
+    def _ship(self, request: _Request) -> None:
+        batches = request.batches
         try:
-            if isinstance(batch.payload, RecordBuilder):
-                batch.payload = encode_record_batch(to_record_batch(batch.payload))
-            state = self._topics[batch.topic]
+            for batch in batches:
+                if isinstance(batch.payload, RecordBuilder):
+                    batch.payload = encode_record_batch(to_record_batch(batch.payload))
+            state = self._topics[request.slot[0]]
             if state.stale:
                 self._refresh(state)
-            leader = state.leaders[batch.partition]
-            batch.attempts += 1
-            if batch.first_sent_at is None:
-                batch.first_sent_at = time.monotonic()
+            leader = state.leaders[request.slot[1]]
+            now = time.monotonic()
+            for batch in batches:
+                batch.attempts += 1
+                if batch.first_sent_at is None:
+                    batch.first_sent_at = now
             with self._lock:
-                first_unacked = min(self._unacked[(batch.topic, batch.partition)])
-            request = (self._producer_id, batch.seq, first_unacked, self.acks, self.request_timeout_ms, False)
-            ref = leader.append.remote(batch.payload, request)
-        except Exception as exc:  # encoding or submission failed: the batch fails, others go on
-            with self._lock:  # it holds an in-flight slot (_drain_locked) but no request
-                self._in_flight[(batch.topic, batch.partition)] -= 1
-            self._complete(batch, error=unwrap(exc))
+                first_unacked = min(self._unacked[request.slot])
+            header = (self._producer_id, batches[0].seq, first_unacked, self.acks, self.request_timeout_ms)
+            ref = leader.append.remote([batch.payload for batch in batches], (*header, False))
+        except Exception as exc:  # encoding or submission failed: these batches fail, others go on
+            self._answer(request, [unwrap(exc)] * len(batches), registered=False)
             return
+        request.ref = ref  # stays alive until answered
         with self._lock:
-            self._in_flight_batches[id(batch)] = (batch, ref)  # the ref stays alive until answered
+            self._in_flight_requests[id(request)] = request
+            self._requests_sent += 1
         if self.acks == 0:
-            batch.result.finish()  # fire and forget: offsets unknown (-1), as in Kafka
-        ref.future().add_done_callback(lambda fut, b=batch: self._on_response(b, fut))
+            for batch in batches:
+                batch.result.finish()  # fire and forget: offsets unknown (-1), as in Kafka
+        ref.future().add_done_callback(lambda fut, r=request: self._on_response(r, fut))
 
-    def _on_response(self, batch: _Batch, fut) -> None:
+    def _on_response(self, request: _Request, fut) -> None:
         # Runs on a Ray callback thread: no blocking calls here.
         try:
-            base, append_time = fut.result()
+            outcomes = fut.result()
         except ACTOR_GONE as exc:
-            self._retry_or_fail(batch, exc)
-            return
+            outcomes = [exc] * len(request.batches)  # restarting, or its node is gone: retried
         except Exception as exc:
-            error = unwrap(exc)
-            if isinstance(error, NotLeader):  # leadership moved: find the new leader and resend
-                self._retry_or_fail(batch, error)
-            else:
-                self._complete(batch, error=error)
-            return
-        self._complete(batch, base=base, append_time=append_time)
+            outcomes = [unwrap(exc)] * len(request.batches)
+        self._answer(request, outcomes)
+
+    def _answer(self, request: _Request, outcomes: list, registered: bool = True) -> None:
+        """Settle a request: per batch, ``(base_offset, log_append_time_ms)`` or an exception.
+        A batch whose leader was unreachable or moved goes back to the queue (in sequence
+        order, after RETRY_BACKOFF_MS) until request_timeout_ms after its first request."""
+        delivered: list[tuple[_Batch, int, int, BaseException | None]] = []
+        with self._lock:
+            if registered and self._in_flight_requests.pop(id(request), None) is None:
+                return  # expired meanwhile: its futures already failed
+            self._in_flight[request.slot] -= 1
+            retried = []
+            for batch, outcome in zip(request.batches, outcomes, strict=True):
+                error = outcome if isinstance(outcome, BaseException) else None
+                if isinstance(error, RETRIABLE):
+                    if batch.first_sent_at is not None and (
+                        time.monotonic() - batch.first_sent_at < self.request_timeout_ms / 1000
+                    ):
+                        retried.append((batch, error))
+                        continue
+                    error = RequestTimedOut(
+                        f"{batch.topic}-{batch.partition}: not acknowledged within request_timeout_ms="
+                        f"{self.request_timeout_ms} ({batch.attempts} attempts; last error: "
+                        f"{type(error).__name__})"
+                    )
+                if self._settle_locked(batch, error):
+                    base, append_time = (-1, -1) if error is not None else outcome
+                    delivered.append((batch, base, append_time, error))
+            if retried:
+                self._requeue_locked(retried)
+        for batch, base, append_time, error in delivered:
+            self._deliver(batch, base, append_time, error)
+
+    def _requeue_locked(self, retried: list[tuple[_Batch, BaseException]]) -> None:
+        """Queue batches again after their leader was unreachable or moved: first, in sequence
+        order (they fail in any order; unsent batches keep FIFO), after a backoff, with the
+        topic's metadata to be re-read before they go."""
+        not_before = time.monotonic() + RETRY_BACKOFF_MS / 1000
+        for batch, error in retried:
+            logger.info(
+                "%s-%d: partition leader unreachable (%s); retrying batch seq %d",
+                batch.topic,
+                batch.partition,
+                type(error).__name__,
+                batch.seq,
+            )
+            batch.not_before = not_before
+            state = self._topics.get(batch.topic)
+            if state is not None:
+                self._mark_stale(state)  # the sender re-reads the leaders before resending
+            self._ready.appendleft(batch)
+        self._ready = deque(sorted(self._ready, key=lambda b: (b.seq < 0, max(b.seq, 0))))
+        self._wakeup.notify()
 
     def _refresh(self, state: _TopicState) -> None:
         """Re-read a topic's leaders (sender thread): after a failover they are other actors."""
@@ -804,61 +900,25 @@ class Producer:
         state.loaded_at = time.monotonic()
         state.stale = False
 
-    def _retry_or_fail(self, batch: _Batch, exc: BaseException) -> None:
-        if time.monotonic() - batch.first_sent_at >= self.request_timeout_ms / 1000:
-            self._complete(
-                batch,
-                error=RequestTimedOut(
-                    f"{batch.topic}-{batch.partition}: not acknowledged within request_timeout_ms="
-                    f"{self.request_timeout_ms} ({batch.attempts} attempts; last error: {type(exc).__name__})"
-                ),
-            )
-            return
-        logger.info(
-            "%s-%d: partition leader unreachable (%s); retrying batch seq %d",
-            batch.topic,
-            batch.partition,
-            type(exc).__name__,
-            batch.seq,
-        )
-        with self._lock:
-            if self._in_flight_batches.pop(id(batch), None) is None:
-                return  # already expired
-            slot = (batch.topic, batch.partition)
-            self._in_flight[slot] -= 1
-            batch.not_before = time.monotonic() + RETRY_BACKOFF_MS / 1000
-            state = self._topics.get(batch.topic)
-            if state is not None:
-                self._mark_stale(state)  # the sender re-reads the leaders before resending
-            # Retries go first, in sequence order (they fail in any order); unsent batches keep FIFO.
-            self._ready.appendleft(batch)
-            self._ready = deque(sorted(self._ready, key=lambda b: (b.seq < 0, max(b.seq, 0))))
-            self._wakeup.notify()
-
     def _expire_in_flight_locked(self, now: float) -> list[tuple[_Batch, BaseException]]:
-        """Settle the requests unanswered for request_timeout_ms; returns them with their
-        error, for the sender to deliver once it released the lock."""
+        """Settle the requests unanswered for request_timeout_ms (counted from their oldest
+        batch's first request); returns their batches with the error, for the sender to
+        deliver once it released the lock."""
         limit_s = self.request_timeout_ms / 1000
         expired = []
-        for key, (batch, _ref) in list(self._in_flight_batches.items()):
-            if now - batch.first_sent_at >= limit_s and not batch.result.done.is_set():
-                self._in_flight_batches.pop(key)
-                self._in_flight[(batch.topic, batch.partition)] -= 1
-                error = RequestTimedOut(
-                    f"{batch.topic}-{batch.partition}: no answer within request_timeout_ms="
-                    f"{self.request_timeout_ms}; is the partition's node alive?"
-                )
+        for key, request in list(self._in_flight_requests.items()):
+            if now - min(b.first_sent_at for b in request.batches) < limit_s:
+                continue
+            self._in_flight_requests.pop(key)
+            self._in_flight[request.slot] -= 1
+            error = RequestTimedOut(
+                f"{request.slot[0]}-{request.slot[1]}: no answer within request_timeout_ms="
+                f"{self.request_timeout_ms}; is the partition's node alive?"
+            )
+            for batch in request.batches:
                 if self._settle_locked(batch, error):
                     expired.append((batch, error))
         return expired
-
-    def _complete(self, batch: _Batch, base: int = -1, append_time: int = -1, error=None) -> None:
-        with self._lock:
-            if self._in_flight_batches.pop(id(batch), None) is not None:
-                self._in_flight[(batch.topic, batch.partition)] -= 1
-            if not self._settle_locked(batch, error):
-                return  # expired meanwhile: its future already failed
-        self._deliver(batch, base, append_time, error)
 
     def _settle_locked(self, batch: _Batch, error: BaseException | None) -> bool:
         """Account for a batch's end, once: its buffer space back, its sequence number done,

@@ -17,7 +17,10 @@ Paths (each run measures them in this order; medians over runs are reported):
                       a growing file: the fairer ceiling for anything that stores data
 * append direct    -- the real PartitionActor's ``append`` fed the same batches, already
                       encoded as the producer ships them, with the same pipelining: what
-                      the partition actor can take, the bound for send_batch
+                      the partition actor can take one batch per call
+* grouped (info)   -- the IPC-bytes no-op actor and the PartitionActor fed 4 batches per
+                      call (a producer with a backlog groups batches into one request):
+                      what fewer, larger calls buy each of them
 * queue put/get    -- ``ray.util.queue.Queue`` put_nowait_batch / get_nowait_batch of
                       10,000 Python ``bytes``, the Ray-native peer
 * send_batch       -- ``Producer.send_batch`` of 10,000-row tables, then ``flush``
@@ -114,6 +117,21 @@ class NoOpSink:
 
     async def pid(self):
         return os.getpid()
+
+
+#: Batches per call in the grouped (info) rows.
+GROUPED_BATCHES = 4
+
+
+def bench_grouped(call, payloads, n_batches, in_flight, on_done=None) -> float:
+    """``bench_ceiling`` with GROUPED_BATCHES payloads per call (a list), as the producer
+    groups a backlog into one request."""
+    groups = [
+        [payloads[j % len(payloads)] for j in range(i, min(i + GROUPED_BATCHES, n_batches))]
+        for i in range(0, n_batches, GROUPED_BATCHES)
+    ]
+    progress = None if on_done is None else (lambda n: on_done(n * GROUPED_BATCHES))
+    return bench_ceiling(call, groups, len(groups), in_flight, progress)
 
 
 def pipelined(call, args, in_flight: int, on_done=None) -> None:
@@ -422,6 +440,8 @@ PATHS = (
     ("queue_put", "ray.util.queue put_nowait_batch"),
     ("queue_get", "ray.util.queue get_nowait_batch"),
     ("append_direct", "PartitionActor.append, IPC batches (info)"),
+    ("ceiling_grouped", "no-op actor, 4 IPC batches per call (info)"),
+    ("append_grouped", "PartitionActor.append, 4 per call (info)"),
     ("send_batch", "Producer.send_batch (10k-row tables)"),
     ("send", "Producer.send per message"),
     ("poll_batch", "Consumer.poll_batch"),
@@ -501,6 +521,21 @@ def run(session, opts, tracker) -> dict:
                     n_batches,
                     opts.in_flight,
                     adv["append_direct"],
+                )
+            )
+            results["ceiling_grouped"].append(
+                bench_grouped(
+                    sink.append.remote, ipc_buffers, n_batches, opts.in_flight, adv["ceiling_grouped"]
+                )
+            )
+            append = session.leader_handle(session.new_topic("grouped")).append
+            results["append_grouped"].append(
+                bench_grouped(
+                    lambda payloads, append=append: append.remote(payloads, DEFAULT_APPEND_REQUEST),
+                    record_payloads,
+                    n_batches,
+                    opts.in_flight,
+                    adv["append_grouped"],
                 )
             )
             t_batch = session.new_topic("batch")
