@@ -827,12 +827,15 @@ class Producer:
 
     def _on_response(self, request: _Request, fut) -> None:
         # Runs on a Ray callback thread: no blocking calls here.
+        n = len(request.batches)
         try:
             outcomes = fut.result()
         except ACTOR_GONE as exc:
-            outcomes = [exc] * len(request.batches)  # restarting, or its node is gone: retried
+            outcomes = [exc] * n  # restarting, or its node is gone: retried
         except Exception as exc:
-            outcomes = [unwrap(exc)] * len(request.batches)
+            outcomes = [unwrap(exc)] * n
+        if not isinstance(outcomes, list) or len(outcomes) != n:  # e.g. an actor of an older raykafka
+            outcomes = [TypeError(f"the partition answered {outcomes!r} to a request of {n} batch(es)")] * n
         self._answer(request, outcomes)
 
     def _answer(self, request: _Request, outcomes: list, registered: bool = True) -> None:
@@ -847,10 +850,8 @@ class Producer:
             retried = []
             for batch, outcome in zip(request.batches, outcomes, strict=True):
                 error = outcome if isinstance(outcome, BaseException) else None
-                if isinstance(error, RETRIABLE):
-                    if batch.first_sent_at is not None and (
-                        time.monotonic() - batch.first_sent_at < self.request_timeout_ms / 1000
-                    ):
+                if isinstance(error, RETRIABLE) and batch.first_sent_at is not None:  # (None: never sent)
+                    if time.monotonic() - batch.first_sent_at < self.request_timeout_ms / 1000:
                         retried.append((batch, error))
                         continue
                     error = RequestTimedOut(
