@@ -25,8 +25,9 @@ from typing import TypeVar
 
 logger = logging.getLogger(__name__)
 
-#: Appends remembered per producer, so a retry is answered instead of appended again: more
-#: than a producer has in flight (5 requests of up to MAX_BATCHES_PER_REQUEST batches).
+#: Appends remembered per producer, so a retry is answered instead of appended again: at least
+#: as many as a producer has in flight (it sizes its requests so; the default 5 requests of up
+#: to MAX_BATCHES_PER_REQUEST batches are 80).
 RECENT_APPENDS_PER_PRODUCER = 128
 #: The most batches one produce request carries (the producer groups at most this many).
 MAX_BATCHES_PER_REQUEST = 16
@@ -116,17 +117,19 @@ class Sequencer:
     @staticmethod
     def _append_locked(gate: _Gate, seq: int, appends: list[Callable[[], T]]) -> list[T | Exception]:
         results = []
-        for number, append in enumerate(appends, start=seq):
-            if number in gate.recent:
-                results.append(gate.recent[number])
-                continue
-            result = attempt(append)
-            # a rejected batch still consumes its sequence number, or its successors would wait
-            gate.next_seq = max(gate.next_seq, number + 1)
-            if not isinstance(result, Exception):
-                gate.recent[number] = result
-            results.append(result)
-        gate.changed.notify_all()
-        while len(gate.recent) > RECENT_APPENDS_PER_PRODUCER:
-            gate.recent.popitem(last=False)
+        try:
+            for number, append in enumerate(appends, start=seq):
+                if number in gate.recent:
+                    results.append(gate.recent[number])
+                    continue
+                result = attempt(append)
+                # a rejected batch still consumes its sequence number, or its successors would wait
+                gate.next_seq = max(gate.next_seq, number + 1)
+                if not isinstance(result, Exception):
+                    gate.recent[number] = result
+                results.append(result)
+        finally:
+            gate.changed.notify_all()
+            while len(gate.recent) > RECENT_APPENDS_PER_PRODUCER:
+                gate.recent.popitem(last=False)
         return results

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from raykafka.actors.sequencing import MAX_BATCHES_PER_REQUEST
+from raykafka.actors.sequencing import MAX_BATCHES_PER_REQUEST, RECENT_APPENDS_PER_PRODUCER
 from raykafka.api.batching import normalize_table, now_ms, to_record_batch
 from raykafka.api.connection import Settings, current_settings, topic_manager
 from raykafka.api.message import Message, MessageSet, check_bytes, check_headers, check_timestamp
@@ -230,6 +230,19 @@ class _Batch:
         self.not_before = 0.0  # monotonic time before which a retry is not sent
 
 
+def _well_formed(outcomes, n: int) -> bool:
+    """An answer to a request of ``n`` batches: per batch an exception or ``(base, append_time)``."""
+    return (
+        isinstance(outcomes, list)
+        and len(outcomes) == n
+        and all(isinstance(o, BaseException) or _is_offset_pair(o) for o in outcomes)
+    )
+
+
+def _is_offset_pair(outcome) -> bool:
+    return isinstance(outcome, tuple) and len(outcome) == 2 and all(type(v) is int for v in outcome)
+
+
 class _Request:
     """Consecutive batches of one partition shipped in one ``append`` call (Kafka's produce
     request): one call per batch costs ~1 ms of CPU on each side on a small machine, so a
@@ -243,13 +256,15 @@ class _Request:
         self.nbytes = 0
         self.ref = None
 
-    def takes(self, batch: _Batch, seq: int, max_request_size: int) -> bool:
-        """Whether ``batch`` (to be sent as ``seq``) may join: the next sequence number, and
-        within ``max_request_size`` and MAX_BATCHES_PER_REQUEST."""
+    def takes(self, batch: _Batch, seq: int, max_request_size: int, max_batches: int) -> bool:
+        """Whether ``batch`` (to be sent as ``seq``) may join: the next sequence number, within
+        ``max_request_size`` and ``max_batches``, and a first attempt only with first attempts
+        (a retry's partition may be slow to answer; a new batch should not wait with it)."""
         return (
             seq == self.batches[-1].seq + 1
             and self.nbytes + batch.nbytes <= max_request_size
-            and len(self.batches) < MAX_BATCHES_PER_REQUEST
+            and len(self.batches) < max_batches
+            and (batch.attempts == 0) == (self.batches[0].attempts == 0)
         )
 
     def add(self, batch: _Batch) -> None:
@@ -317,6 +332,10 @@ class Producer:
         self.buffer_memory = buffer_memory
         self.max_block_ms = max_block_ms
         self.max_request_size = max_request_size
+        # The partition remembers RECENT_APPENDS_PER_PRODUCER answers to de-duplicate retries:
+        # never more batches in flight than that.
+        per_request = RECENT_APPENDS_PER_PRODUCER // max_in_flight_requests_per_partition
+        self._batches_per_request = max(1, min(MAX_BATCHES_PER_REQUEST, per_request))
 
         self._settings: Settings = settings or current_settings()  # settings: a connection of its own
         self._manager = topic_manager(self._settings)
@@ -756,7 +775,7 @@ class Producer:
                 continue
             seq = b.seq if b.seq >= 0 else self._next_seq.get(slot, 0)
             request = last.get(slot)
-            if request is None or not request.takes(b, seq, self.max_request_size):
+            if request is None or not request.takes(b, seq, self.max_request_size, self._batches_per_request):
                 if self._in_flight.get(slot, 0) >= self.max_in_flight:
                     held.add(slot)
                     continue
@@ -834,8 +853,9 @@ class Producer:
             outcomes = [exc] * n  # restarting, or its node is gone: retried
         except Exception as exc:
             outcomes = [unwrap(exc)] * n
-        if not isinstance(outcomes, list) or len(outcomes) != n:  # e.g. an actor of an older raykafka
-            outcomes = [TypeError(f"the partition answered {outcomes!r} to a request of {n} batch(es)")] * n
+        if not _well_formed(outcomes, n):  # e.g. an actor of an older raykafka: never lose the batches
+            answer = f"{outcomes!r:.200}"
+            outcomes = [TypeError(f"the partition answered {answer} to a request of {n} batch(es)")] * n
         self._answer(request, outcomes)
 
     def _answer(self, request: _Request, outcomes: list, registered: bool = True) -> None:
@@ -849,6 +869,8 @@ class Producer:
             self._in_flight[request.slot] -= 1
             retried = []
             for batch, outcome in zip(request.batches, outcomes, strict=True):
+                if batch.settled:
+                    continue  # expired meanwhile: its futures already failed
                 error = outcome if isinstance(outcome, BaseException) else None
                 if isinstance(error, RETRIABLE) and batch.first_sent_at is not None:  # (None: never sent)
                     if time.monotonic() - batch.first_sent_at < self.request_timeout_ms / 1000:
@@ -902,23 +924,25 @@ class Producer:
         state.stale = False
 
     def _expire_in_flight_locked(self, now: float) -> list[tuple[_Batch, BaseException]]:
-        """Settle the requests unanswered for request_timeout_ms (counted from their oldest
-        batch's first request); returns their batches with the error, for the sender to
-        deliver once it released the lock."""
+        """Settle the batches unanswered for request_timeout_ms after their first request; a
+        request stops counting against max_in_flight once all its batches are settled (or
+        answered). Returns the batches with their error, for the sender to deliver once it
+        released the lock."""
         limit_s = self.request_timeout_ms / 1000
         expired = []
         for key, request in list(self._in_flight_requests.items()):
-            if now - min(b.first_sent_at for b in request.batches) < limit_s:
-                continue
-            self._in_flight_requests.pop(key)
-            self._in_flight[request.slot] -= 1
-            error = RequestTimedOut(
-                f"{request.slot[0]}-{request.slot[1]}: no answer within request_timeout_ms="
-                f"{self.request_timeout_ms}; is the partition's node alive?"
-            )
             for batch in request.batches:
+                if now - batch.first_sent_at < limit_s:
+                    continue
+                error = RequestTimedOut(
+                    f"{batch.topic}-{batch.partition}: no answer within request_timeout_ms="
+                    f"{self.request_timeout_ms}; is the partition's node alive?"
+                )
                 if self._settle_locked(batch, error):
                     expired.append((batch, error))
+            if all(batch.settled for batch in request.batches):
+                self._in_flight_requests.pop(key)
+                self._in_flight[request.slot] -= 1
         return expired
 
     def _settle_locked(self, batch: _Batch, error: BaseException | None) -> bool:
