@@ -331,7 +331,27 @@ class TopicManager:
                 await self._install(topic, part)
                 self.leader_failures.pop((topic, partition), None)
                 return
-            logger.error("%s-%d: offline: no in-sync replica answers (%s)", topic, partition, reason)
+            home = self._spare_disk_of(part, old)
+            if home is None:
+                logger.error("%s-%d: offline: no in-sync replica answers (%s)", topic, partition, reason)
+            elif self.leader_failures[(topic, partition)] == LEADER_FAILURES_TO_ELECT:  # say it once
+                logger.info(
+                    "%s-%d: waiting for its replica to be re-created on a live node with the same disk %s "
+                    "(its node is not in this Ray cluster: a restarted cluster, or the node was replaced)",
+                    topic,
+                    partition,
+                    home,
+                )
+
+    def _spare_disk_of(self, part: dict, replica_id: str) -> str | None:
+        """The storage identity of ``replica_id`` when its node is gone and a live node sees the
+        same disk -- the replacer will re-create it there -- else None."""
+        replica = next((r for r in part["replicas"] if r["replica_id"] == replica_id), None)
+        alive = self._alive_nodes()
+        if replica is None or replica["node_id"] in alive:
+            return None
+        home = replica.get("storage_id")
+        return home if any(storage_id(node) == home for node in alive.values()) else None
 
     async def alter_isr(self, topic: str, partition: int, epoch: int, isr: list[str]) -> None:
         """A leader changes its partition's ISR; refused (FencedLeader) from a deposed leader."""
@@ -408,6 +428,7 @@ class TopicManager:
                         old = self.handles.get(replica["replica_id"])
                         if old is not None:
                             ray.kill(old, no_restart=True)
+                        lost_node = replica["node_id"]
                         replica["node_id"] = spare[0]
                         replica["generation"] = replica.get("generation", 0) + 1
                         hosts.add(spare[0])
@@ -416,12 +437,13 @@ class TopicManager:
                             name, part["partition"], replica, topic
                         )
                         logger.warning(
-                            "%s-%d: replica %s moved to node %s (same disk %s)",
+                            "%s-%d: replica %s re-created on node %s (same disk %s); its node %s is gone",
                             name,
                             part["partition"],
                             replica["replica_id"],
-                            spare[0],
+                            spare[0][:12],
                             home,
+                            lost_node[:12],
                         )
                         if replica["replica_id"] != part["leader"] and part["leader"] is not None:
                             # The leader replicates to actor handles it was given: give it the new one
