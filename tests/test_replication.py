@@ -406,3 +406,33 @@ def test_election_does_not_wait_behind_a_stuck_replica_replacement(cluster, rkc)
             cluster.remove_node(frozen_node, allow_graceful=False)
         for label in sorted(labels - set(cluster.workers)):
             restore_node(cluster, label)
+
+
+def test_grouped_requests_with_acks_all_survive_the_leaders_crash(cluster, rkc):
+    """A backlog goes out as requests of several batches; with acks="all" each is answered only
+    once the followers hold all of its batches, so a new leader has every acknowledged record."""
+    import pyarrow as pa
+
+    admin = Admin()
+    description = admin.create_topic("grouped", partitions=1, replication_factor=3)
+    tables = [
+        pa.table({"value": pa.array([b"g%d-%d" % (t, i) for i in range(100)], pa.binary())})
+        for t in range(30)
+    ]
+    with Producer(acks="all", max_in_flight_requests_per_partition=1) as producer:
+        futures = [producer.send_batch("grouped", t, partition=0) for t in tables]
+        offsets = [md.offset for f in futures for md in f.result(timeout=60)]
+        requests = producer._requests_sent
+    assert offsets == list(range(3000))
+    assert requests < 30  # one request in flight: the queued batches went together
+    label = crash_node(cluster, description.partitions[0].leader_node_id)
+    deadline = time.monotonic() + 30
+    while True:
+        part = admin.describe_topic("grouped").partitions[0]
+        if not part.offline and part.leader_node_id != description.partitions[0].leader_node_id:
+            break
+        assert time.monotonic() < deadline, "no new leader"
+        time.sleep(0.5)
+    got = read_all("grouped", 0, 3000)
+    assert [got[o] for o in range(3000)] == [v for t in tables for v in t.column("value").to_pylist()]
+    restore_node(cluster, label)
