@@ -436,3 +436,34 @@ def test_grouped_requests_with_acks_all_survive_the_leaders_crash(cluster, rkc):
     got = read_all("grouped", 0, 3000)
     assert [got[o] for o in range(3000)] == [v for t in tables for v in t.column("value").to_pylist()]
     restore_node(cluster, label)
+
+
+def test_admin_finds_the_new_leader_when_the_old_one_hangs(cluster, rkc):
+    """A leader whose node hangs (SIGSTOP: Ray does not report it dead for a while) never answers;
+    list_offsets asks again who leads instead of waiting on it until request_timeout_ms."""
+    import psutil
+
+    admin = Admin(request_timeout_ms=25_000)
+    description = admin.create_topic("hung", partitions=1, replication_factor=3)
+    with Producer(acks="all") as producer:
+        for i in range(30):
+            producer.send("hung", b"h-%d" % i)
+    old_leader = description.partitions[0].leader_node_id
+    label, node = node_of(cluster, old_leader)
+    frozen = freeze_node(node)
+    try:
+        started = time.monotonic()
+        assert admin.list_offsets("hung", 0, "latest") == 30
+        took_s = time.monotonic() - started
+        assert admin.describe_topic("hung").partitions[0].leader_node_id != old_leader
+        print(f"list_offsets answered by the new leader after {took_s:.2f} s")
+        assert took_s < 15, f"list_offsets took {took_s:.2f} s"  # it waited for the deadline before
+    finally:
+        for process in frozen:
+            try:
+                process.resume()
+            except psutil.NoSuchProcess:
+                pass
+        cluster.remove_node(node, allow_graceful=False)
+        del cluster.workers[label]
+        restore_node(cluster, label)

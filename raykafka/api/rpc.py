@@ -25,6 +25,11 @@ from raykafka.errors import NotLeader, RayKafkaError, RequestTimedOut
 
 #: Pause between retries of a call whose actor is restarting.
 RETRY_BACKOFF_S = 0.2
+#: With ``refresh``: how long one attempt waits before asking again who leads. A leader whose
+#: node hangs (frozen, not dead) never answers and Ray does not report it gone, while the
+#: TopicManager moves leadership in ~1.5 s; a slow but alive leader is merely asked twice
+#: (``refresh`` is only given for idempotent calls).
+LEADER_ATTEMPT_S = 2.0
 
 #: The actor cannot answer now: it died, is restarting, or cannot be restarted where it is pinned
 #: (``ActorUnschedulableError``: its node is gone). Callers re-read where it lives and retry.
@@ -52,9 +57,9 @@ def call(
     """``ray.get(method.remote(*args))`` with a deadline, retries and unwrapped errors.
 
     ``refresh()``, when given, returns the method to retry with after the actor is found
-    gone or answers ``NotLeader``: a partition's leader may be another actor by now
-    (failover, or a re-placement after Ray itself restarted), and the old handle would
-    never answer again.
+    gone, answers ``NotLeader`` or has not answered within LEADER_ATTEMPT_S: a partition's
+    leader may be another actor by now (failover, or a re-placement after Ray itself
+    restarted), and the old handle would never answer again.
     """
     deadline = time.monotonic() + timeout_s
     last: BaseException | None = None
@@ -66,11 +71,15 @@ def call(
                 + (f" (last error: {type(last).__name__}: {last})" if last else "")
                 + "; is the partition's node alive? raise request_timeout_ms to wait longer"
             )
+        ask_again = refresh is not None and idempotent
+        attempt_s = min(remaining, LEADER_ATTEMPT_S) if ask_again else remaining
         try:
-            return ray.get(method.remote(*args, **kwargs), timeout=remaining)
+            return ray.get(method.remote(*args, **kwargs), timeout=attempt_s)
         except GetTimeoutError:
-            last = None
-            continue
+            if not ask_again:
+                last = None
+                continue
+            last = GetTimeoutError(f"no answer within {attempt_s:.1f} s")  # frozen? re-read who leads
         except RayTaskError as exc:
             error = unwrap(exc)
             if not (refresh is not None and idempotent and isinstance(error, NotLeader)):
