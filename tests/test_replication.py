@@ -467,3 +467,46 @@ def test_admin_finds_the_new_leader_when_the_old_one_hangs(cluster, rkc):
         cluster.remove_node(node, allow_graceful=False)
         del cluster.workers[label]
         restore_node(cluster, label)
+
+
+def test_producer_moves_to_the_new_leader_when_the_old_one_hangs(cluster, rkc):
+    """A leader whose node hangs (SIGSTOP) never answers, and Ray does not report it dead for a
+    while; the producer re-reads who leads after LEADER_ATTEMPT_S and resends the waiting
+    batches there, instead of failing them at request_timeout_ms (30 s)."""
+    import psutil
+
+    admin = Admin()
+    description = admin.create_topic("hang", partitions=1, replication_factor=3)
+    old_leader = description.partitions[0].leader_node_id
+    label, node = node_of(cluster, old_leader)
+    producer = SteadyProducer("hang")
+    frozen = []
+    try:
+        producer.wait_for_acks(50, timeout_s=60)
+        frozen_at = time.monotonic()
+        frozen = freeze_node(node)
+        deadline = frozen_at + 60
+        while len([t for t in producer.ack_times if t > frozen_at]) < 2:
+            assert time.monotonic() < deadline, f"no acks after the freeze; errors {producer.errors[-3:]}"
+            time.sleep(0.02)
+        # Sends are one at a time: at most one ack after the freeze can be the old leader's.
+        moved_s = sorted(t for t in producer.ack_times if t > frozen_at)[1] - frozen_at
+        producer.wait_for_acks(len(producer.acked) + 20, timeout_s=30)
+        producer.stop()
+        print(f"acks resumed {moved_s:.2f} s after the leader's node froze")
+        assert producer.errors == []
+        assert moved_s < 12, f"acks resumed only after {moved_s:.2f} s"
+        assert admin.describe_topic("hang").partitions[0].leader_node_id != old_leader
+        got = read_all("hang", 0, len(producer.acked))
+        for offset, value in producer.acked.items():
+            assert got.get(offset) == value, f"acknowledged offset {offset} lost or changed"
+    finally:
+        producer.stop()
+        for process in frozen:
+            try:
+                process.resume()
+            except psutil.NoSuchProcess:
+                pass
+        cluster.remove_node(node, allow_graceful=False)
+        del cluster.workers[label]
+        restore_node(cluster, label)

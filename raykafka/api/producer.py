@@ -35,7 +35,7 @@ import uuid
 import zlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
@@ -44,7 +44,7 @@ from raykafka.api.batching import normalize_table, now_ms, to_record_batch
 from raykafka.api.connection import Settings, current_settings, topic_manager
 from raykafka.api.message import Message, MessageSet, check_bytes, check_headers, check_timestamp
 from raykafka.api.record_builder import MAX_OFFSET, RecordBuilder, RecordFutureBase
-from raykafka.api.rpc import ACTOR_GONE, call, unwrap
+from raykafka.api.rpc import ACTOR_GONE, LEADER_ATTEMPT_S, call, unwrap
 from raykafka.api.validation import check_int
 from raykafka.errors import (
     MessageTooLarge,
@@ -201,6 +201,7 @@ class _TopicState:
     loaded_at: float
     sticky: int = 0
     stale: bool = False  # set by the sender thread when older than METADATA_MAX_AGE_MS
+    epochs: list = field(default_factory=list)  # leader epoch per partition, as leaders was read
 
 
 class _Batch:
@@ -248,13 +249,15 @@ class _Request:
     request): one call per batch costs ~1 ms of CPU on each side on a small machine, so a
     backlog goes out in fewer, larger calls. Counts once against max_in_flight."""
 
-    __slots__ = ("batches", "nbytes", "ref", "slot")
+    __slots__ = ("asked_at", "batches", "epoch", "nbytes", "ref", "slot")
 
     def __init__(self, slot: tuple[str, int]):
         self.slot = slot
         self.batches: list[_Batch] = []
         self.nbytes = 0
         self.ref = None
+        self.epoch = -1  # the leader epoch it was sent to
+        self.asked_at = 0.0  # when it was sent, or last checked for a leader that moved away
 
     def takes(self, batch: _Batch, seq: int, max_request_size: int, max_batches: int) -> bool:
         """Whether ``batch`` (to be sent as ``seq``) may join: the next sequence number, within
@@ -568,6 +571,7 @@ class Producer:
             max_message_bytes=int(meta["config"]["max.message.bytes"]),
             loaded_at=time.monotonic(),
             sticky=random.randrange(len(meta["leaders"])),
+            epochs=list(meta["epochs"]),
         )
         self._topics[topic] = state
         return state
@@ -716,14 +720,57 @@ class Producer:
                             self._mark_stale(state)  # the next send re-reads metadata
                     sendable = self._drain_locked(now)
                     finished = not sendable and self._closed and not self._open and not self._ready
-                    if sendable or expired or finished:
+                    unanswered = self._unanswered_topics_locked(now)
+                    if sendable or expired or finished or unanswered:
                         break
                     self._wakeup.wait(self._sender_wait_locked(now))
             for batch, error in expired:
                 self._deliver(batch, error=error)
             self._ship_all(sendable)
+            for state in unanswered:
+                self._resend_if_leader_moved(state)
             if finished:
                 return
+
+    def _unanswered_topics_locked(self, now: float) -> list[_TopicState]:
+        """Topics with a request unanswered for LEADER_ATTEMPT_S since it was sent (or last
+        checked): its leader may hang (a frozen node is not reported dead for a while) while
+        the TopicManager already moved leadership. Marked as checked now."""
+        names = set()
+        for request in self._in_flight_requests.values():
+            if self.acks != 0 and now - request.asked_at >= LEADER_ATTEMPT_S:
+                request.asked_at = now
+                names.add(request.slot[0])
+        return [self._topics[name] for name in names if name in self._topics]
+
+    def _resend_if_leader_moved(self, state: _TopicState) -> None:
+        """Re-read ``state``'s leaders (sender thread); the requests still waiting on a leader
+        that is not the partition's leader any more are given up and their batches queued
+        again for the new one (with their sequence numbers: the new leader appends each once;
+        a late answer from the old one is ignored)."""
+        try:
+            self._refresh(state)
+        except Exception as exc:  # the manager is restarting: expiry still bounds the wait
+            logger.info("%s: could not re-read the leaders of a slow partition: %s", state.name, exc)
+            return
+        with self._lock:
+            moved = [
+                (key, request)
+                for key, request in self._in_flight_requests.items()
+                if request.slot[0] == state.name
+                and request.slot[1] < len(state.epochs)
+                and request.epoch < state.epochs[request.slot[1]]
+            ]
+            retried = []
+            for key, request in moved:
+                del self._in_flight_requests[key]
+                self._in_flight[request.slot] -= 1
+                error = NotLeader(
+                    f"{state.name}-{request.slot[1]}: leader moved while a request waited on it"
+                )
+                retried += [(batch, error) for batch in request.batches if not batch.settled]
+            if retried:
+                self._requeue_locked(retried)
 
     def _direct_locked(self) -> list[_Batch]:
         """The batches the sending thread ships itself (after releasing the lock, by
@@ -832,6 +879,8 @@ class Producer:
                 first_unacked = min(self._unacked[request.slot])
             header = (self._producer_id, batches[0].seq, first_unacked, self.acks, self.request_timeout_ms)
             ref = leader.append.remote([batch.payload for batch in batches], (*header, False))
+            request.epoch = state.epochs[request.slot[1]] if state.epochs else -1
+            request.asked_at = time.monotonic()
         except Exception as exc:  # encoding or submission failed: these batches fail, others go on
             self._answer(request, [unwrap(exc)] * len(batches), registered=False)
             return
@@ -919,6 +968,7 @@ class Producer:
             what="topic metadata",
         )
         state.leaders = meta["leaders"]
+        state.epochs = list(meta["epochs"])
         state.max_message_bytes = int(meta["config"]["max.message.bytes"])
         state.loaded_at = time.monotonic()
         state.stale = False
