@@ -4,6 +4,7 @@ and a retry is answered batch by batch from the partition's cache."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pyarrow as pa
@@ -120,15 +121,26 @@ def queued(producer: Producer, topic: str, seq: int, nbytes: int = 100, attempts
     return batch
 
 
-def forget(producer: Producer, slot: tuple[str, int]) -> None:
-    """Undo the fake state of a white-box test, so close() has nothing to wait for."""
-    producer._ready.clear()
-    producer._in_flight_requests.clear()
-    producer._in_flight[slot] = 0
-    producer._next_seq[slot] = 0
-    producer._unacked[slot] = set()
-    producer._buffered_bytes = 0
-    producer._errors.clear()
+@contextlib.contextmanager
+def locked_producer(topic: str, **settings):
+    """A real producer with its lock held, for setting up queue states by hand; the fake state
+    is undone afterwards, so close() has nothing to wait for."""
+    producer = Producer(**settings)
+    slot = (topic, 0)
+    try:
+        with producer._lock:
+            try:
+                yield producer, slot
+            finally:
+                producer._ready.clear()
+                producer._in_flight_requests.clear()
+                producer._in_flight[slot] = 0
+                producer._next_seq[slot] = 0
+                producer._unacked[slot] = set()
+                producer._buffered_bytes = 0
+                producer._errors.clear()
+    finally:
+        producer.close()
 
 
 def test_a_request_holds_only_consecutive_sequence_numbers(rk, topic_name):
@@ -137,24 +149,19 @@ def test_a_request_holds_only_consecutive_sequence_numbers(rk, topic_name):
     new ones must go in different requests."""
     topic = topic_name()
     Admin().create_topic(topic)
-    producer = Producer(max_in_flight_requests_per_partition=5, max_request_size=350)
-    try:
-        slot = (topic, 0)
-        with producer._lock:
-            retried = [queued(producer, topic, 3, attempts=1), queued(producer, topic, 4, attempts=1)]
-            new = [queued(producer, topic, -1) for _ in range(3)]
-            producer._ready.extend(retried + new)
-            producer._next_seq[slot] = 7
-            producer._unacked[slot] = {3, 4, 5, 6}
-            producer._in_flight[slot] = 1
-            requests = producer._drain_locked(time.monotonic())
-            groups = [[b.seq for b in r.batches] for r in requests]
-            assert groups == [[3, 4], [7, 8, 9]]  # 350 bytes would take three 100-byte batches
-            assert producer._in_flight[slot] == 3 and not producer._ready
-            assert producer._unacked[slot] == {3, 4, 5, 6, 7, 8, 9}
-            forget(producer, slot)
-    finally:
-        producer.close()
+    settings = dict(max_in_flight_requests_per_partition=5, max_request_size=350)
+    with locked_producer(topic, **settings) as (producer, slot):
+        retried = [queued(producer, topic, 3, attempts=1), queued(producer, topic, 4, attempts=1)]
+        new = [queued(producer, topic, -1) for _ in range(3)]
+        producer._ready.extend(retried + new)
+        producer._next_seq[slot] = 7
+        producer._unacked[slot] = {3, 4, 5, 6}
+        producer._in_flight[slot] = 1
+        requests = producer._drain_locked(time.monotonic())
+        groups = [[b.seq for b in r.batches] for r in requests]
+        assert groups == [[3, 4], [7, 8, 9]]  # 350 bytes would take three 100-byte batches
+        assert producer._in_flight[slot] == 3 and not producer._ready
+        assert producer._unacked[slot] == {3, 4, 5, 6, 7, 8, 9}
 
 
 def test_a_new_batch_does_not_join_a_retried_one(rk, topic_name):
@@ -162,62 +169,47 @@ def test_a_new_batch_does_not_join_a_retried_one(rk, topic_name):
     may be slow to answer (a failover), and a new batch should not wait with it."""
     topic = topic_name()
     Admin().create_topic(topic)
-    producer = Producer(max_request_size=10_000)
-    try:
-        slot = (topic, 0)
-        with producer._lock:
-            producer._ready.append(queued(producer, topic, 5, attempts=2))
-            producer._ready.extend(queued(producer, topic, -1) for _ in range(2))
-            producer._next_seq[slot] = 6
-            producer._unacked[slot] = {5}
-            requests = producer._drain_locked(time.monotonic())
-            assert [[b.seq for b in r.batches] for r in requests] == [[5], [6, 7]]
-            forget(producer, slot)
-    finally:
-        producer.close()
+    settings = dict(max_request_size=10_000)
+    with locked_producer(topic, **settings) as (producer, slot):
+        producer._ready.append(queued(producer, topic, 5, attempts=2))
+        producer._ready.extend(queued(producer, topic, -1) for _ in range(2))
+        producer._next_seq[slot] = 6
+        producer._unacked[slot] = {5}
+        requests = producer._drain_locked(time.monotonic())
+        assert [[b.seq for b in r.batches] for r in requests] == [[5], [6, 7]]
 
 
 def test_batches_of_a_request_expire_each_after_their_own_first_request(rk, topic_name):
     topic = topic_name()
     Admin().create_topic(topic)
-    producer = Producer(request_timeout_ms=10_000)
-    try:
-        slot = (topic, 0)
-        with producer._lock:
-            old, young = queued(producer, topic, 0, attempts=2), queued(producer, topic, 1, attempts=1)
-            now = time.monotonic()
-            old.first_sent_at, young.first_sent_at = now - 11, now - 2
-            request = _Request(slot)
-            request.add(old)
-            request.add(young)
-            producer._in_flight_requests[id(request)] = request
-            producer._in_flight[slot] = 1
-            producer._unacked[slot] = {0, 1}
-            producer._buffered_bytes = 200
-            expired = producer._expire_in_flight_locked(now)
-            assert [(b.seq, type(e).__name__) for b, e in expired] == [(0, "RequestTimedOut")]
-            assert not young.settled and producer._in_flight[slot] == 1  # the request still holds its slot
-            assert [b.seq for b, _ in producer._expire_in_flight_locked(now + 8.5)] == [1]
-            assert young.settled and producer._in_flight[slot] == 0 and not producer._in_flight_requests
-            forget(producer, slot)
-    finally:
-        producer.close()
+    settings = dict(request_timeout_ms=10_000)
+    with locked_producer(topic, **settings) as (producer, slot):
+        old, young = queued(producer, topic, 0, attempts=2), queued(producer, topic, 1, attempts=1)
+        now = time.monotonic()
+        old.first_sent_at, young.first_sent_at = now - 11, now - 2
+        request = _Request(slot)
+        request.add(old)
+        request.add(young)
+        producer._in_flight_requests[id(request)] = request
+        producer._in_flight[slot] = 1
+        producer._unacked[slot] = {0, 1}
+        producer._buffered_bytes = 200
+        expired = producer._expire_in_flight_locked(now)
+        assert [(b.seq, type(e).__name__) for b, e in expired] == [(0, "RequestTimedOut")]
+        assert not young.settled and producer._in_flight[slot] == 1  # the request still holds its slot
+        assert [b.seq for b, _ in producer._expire_in_flight_locked(now + 8.5)] == [1]
+        assert young.settled and producer._in_flight[slot] == 0 and not producer._in_flight_requests
 
 
 def test_requests_never_hold_more_batches_than_the_partition_remembers(rk, topic_name):
     topic = topic_name()
     Admin().create_topic(topic)
-    producer = Producer(max_in_flight_requests_per_partition=50, max_request_size=1 << 30)
-    try:
-        slot = (topic, 0)
-        with producer._lock:
-            producer._ready.extend(queued(producer, topic, -1) for _ in range(7))
-            requests = producer._drain_locked(time.monotonic())
-            # 128 answers remembered per producer / 50 requests in flight: 2 batches per request
-            assert [[b.seq for b in r.batches] for r in requests] == [[0, 1], [2, 3], [4, 5], [6]]
-            forget(producer, slot)
-    finally:
-        producer.close()
+    settings = dict(max_in_flight_requests_per_partition=50, max_request_size=1 << 30)
+    with locked_producer(topic, **settings) as (producer, _slot):
+        producer._ready.extend(queued(producer, topic, -1) for _ in range(7))
+        requests = producer._drain_locked(time.monotonic())
+        # 128 answers remembered per producer / 50 requests in flight: 2 batches per request
+        assert [[b.seq for b in r.batches] for r in requests] == [[0, 1], [2, 3], [4, 5], [6]]
 
 
 def test_a_malformed_answer_is_recognised():
@@ -231,15 +223,10 @@ def test_a_malformed_answer_is_recognised():
 def test_a_request_stops_at_the_in_flight_limit(rk, topic_name):
     topic = topic_name()
     Admin().create_topic(topic)
-    producer = Producer(max_in_flight_requests_per_partition=2, max_request_size=100)
-    try:
-        slot = (topic, 0)
-        with producer._lock:
-            producer._ready.extend(queued(producer, topic, -1) for _ in range(4))
-            requests = producer._drain_locked(time.monotonic())
-            assert [[b.seq for b in r.batches] for r in requests] == [[0], [1]]
-            assert [b.seq for b in producer._ready] == [-1, -1]  # numbered when they go
-            assert isinstance(requests[0], _Request) and producer._in_flight[slot] == 2
-            forget(producer, slot)
-    finally:
-        producer.close()
+    settings = dict(max_in_flight_requests_per_partition=2, max_request_size=100)
+    with locked_producer(topic, **settings) as (producer, slot):
+        producer._ready.extend(queued(producer, topic, -1) for _ in range(4))
+        requests = producer._drain_locked(time.monotonic())
+        assert [[b.seq for b in r.batches] for r in requests] == [[0], [1]]
+        assert [b.seq for b in producer._ready] == [-1, -1]  # numbered when they go
+        assert isinstance(requests[0], _Request) and producer._in_flight[slot] == 2

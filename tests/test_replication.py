@@ -330,6 +330,35 @@ def freeze_node(node) -> list:
     return frozen
 
 
+def thaw(frozen: list) -> None:
+    """Resume what ``freeze_node`` stopped (a process may have exited meanwhile)."""
+    import psutil
+
+    for process in frozen:
+        try:
+            process.resume()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def replace_hung_node(cluster, label: str, node, frozen: list) -> None:
+    """After a test hung a worker node: thaw it, remove it, and bring its disk back on a new node."""
+    thaw(frozen)
+    cluster.remove_node(node, allow_graceful=False)
+    del cluster.workers[label]
+    restore_node(cluster, label)
+
+
+def acks_resume_after(producer: SteadyProducer, since: float, timeout_s: float = 60) -> float:
+    """Seconds from ``since`` to the second ack after it (sends are one at a time, so at most
+    one ack after an event can be of a message the old leader took before it)."""
+    deadline = since + timeout_s
+    while len([t for t in producer.ack_times if t > since]) < 2:
+        assert time.monotonic() < deadline, f"no acks after the event; errors {producer.errors[-3:]}"
+        time.sleep(0.02)
+    return sorted(t for t in producer.ack_times if t > since)[1] - since
+
+
 def _alive(node_id: str) -> bool:
     import ray
 
@@ -340,7 +369,6 @@ def test_election_does_not_wait_behind_a_stuck_replica_replacement(cluster, rkc)
     """Guards commit 2010707: re-placing a lost replica (whose _install can wait up to
     INSTALL_TIMEOUT_S on a new node that hangs) runs in its own loop, so a leader crash
     meanwhile is still failed over within seconds. In one loop, the election waited for it."""
-    import psutil
 
     from raykafka.actors.topic_manager import INSTALL_TIMEOUT_S
 
@@ -374,12 +402,7 @@ def test_election_does_not_wait_behind_a_stuck_replica_replacement(cluster, rkc)
         producer.wait_for_acks(len(producer.acked) + 10, timeout_s=30)
         crashed_at = time.monotonic()
         crash_node(cluster, leader_1)
-        deadline = crashed_at + 60
-        while len([t for t in producer.ack_times if t > crashed_at]) < 2:
-            assert time.monotonic() < deadline, f"no acks after the crash; errors {producer.errors[-3:]}"
-            time.sleep(0.02)
-        # Sends are one at a time, so at most one ack after the crash can be the old leader's.
-        failover_s = sorted(t for t in producer.ack_times if t > crashed_at)[1] - crashed_at
+        failover_s = acks_resume_after(producer, crashed_at)
         stall_s = time.monotonic() - stall_started
         still_stuck = _alive(frozen_node.node_id) and stall_s < INSTALL_TIMEOUT_S
         producer.wait_for_acks(len(producer.acked) + 20, timeout_s=30)
@@ -397,11 +420,7 @@ def test_election_does_not_wait_behind_a_stuck_replica_replacement(cluster, rkc)
             assert got.get(offset) == value, f"acknowledged offset {offset} lost or changed"
     finally:
         producer.stop()
-        for process in frozen:
-            try:
-                process.resume()
-            except psutil.NoSuchProcess:
-                pass
+        thaw(frozen)
         if frozen_node is not None:
             cluster.remove_node(frozen_node, allow_graceful=False)
         for label in sorted(labels - set(cluster.workers)):
@@ -441,7 +460,6 @@ def test_grouped_requests_with_acks_all_survive_the_leaders_crash(cluster, rkc):
 def test_admin_finds_the_new_leader_when_the_old_one_hangs(cluster, rkc):
     """A leader whose node hangs (SIGSTOP: Ray does not report it dead for a while) never answers;
     list_offsets asks again who leads instead of waiting on it until request_timeout_ms."""
-    import psutil
 
     admin = Admin(request_timeout_ms=25_000)
     description = admin.create_topic("hung", partitions=1, replication_factor=3)
@@ -459,21 +477,13 @@ def test_admin_finds_the_new_leader_when_the_old_one_hangs(cluster, rkc):
         print(f"list_offsets answered by the new leader after {took_s:.2f} s")
         assert took_s < 15, f"list_offsets took {took_s:.2f} s"  # it waited for the deadline before
     finally:
-        for process in frozen:
-            try:
-                process.resume()
-            except psutil.NoSuchProcess:
-                pass
-        cluster.remove_node(node, allow_graceful=False)
-        del cluster.workers[label]
-        restore_node(cluster, label)
+        replace_hung_node(cluster, label, node, frozen)
 
 
 def test_producer_moves_to_the_new_leader_when_the_old_one_hangs(cluster, rkc):
     """A leader whose node hangs (SIGSTOP) never answers, and Ray does not report it dead for a
     while; the producer re-reads who leads after LEADER_ATTEMPT_S and resends the waiting
     batches there, instead of failing them at request_timeout_ms (30 s)."""
-    import psutil
 
     admin = Admin()
     description = admin.create_topic("hang", partitions=1, replication_factor=3)
@@ -485,12 +495,7 @@ def test_producer_moves_to_the_new_leader_when_the_old_one_hangs(cluster, rkc):
         producer.wait_for_acks(50, timeout_s=60)
         frozen_at = time.monotonic()
         frozen = freeze_node(node)
-        deadline = frozen_at + 60
-        while len([t for t in producer.ack_times if t > frozen_at]) < 2:
-            assert time.monotonic() < deadline, f"no acks after the freeze; errors {producer.errors[-3:]}"
-            time.sleep(0.02)
-        # Sends are one at a time: at most one ack after the freeze can be the old leader's.
-        moved_s = sorted(t for t in producer.ack_times if t > frozen_at)[1] - frozen_at
+        moved_s = acks_resume_after(producer, frozen_at)
         producer.wait_for_acks(len(producer.acked) + 20, timeout_s=30)
         producer.stop()
         print(f"acks resumed {moved_s:.2f} s after the leader's node froze")
@@ -502,11 +507,4 @@ def test_producer_moves_to_the_new_leader_when_the_old_one_hangs(cluster, rkc):
             assert got.get(offset) == value, f"acknowledged offset {offset} lost or changed"
     finally:
         producer.stop()
-        for process in frozen:
-            try:
-                process.resume()
-            except psutil.NoSuchProcess:
-                pass
-        cluster.remove_node(node, allow_graceful=False)
-        del cluster.workers[label]
-        restore_node(cluster, label)
+        replace_hung_node(cluster, label, node, frozen)
