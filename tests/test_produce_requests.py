@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import deque
 
 import pyarrow as pa
 import pytest
@@ -121,10 +122,21 @@ def queued(producer: Producer, topic: str, seq: int, nbytes: int = 100, attempts
     return batch
 
 
+def reset(producer: Producer, slot: tuple[str, int]) -> None:
+    """Undo queue states set up by hand (under the producer's lock), so close() has nothing
+    to wait for."""
+    producer._ready.clear()
+    producer._in_flight_requests.clear()
+    producer._in_flight[slot] = 0
+    producer._next_seq[slot] = 0
+    producer._unacked[slot] = set()
+    producer._buffered_bytes = 0
+    producer._errors.clear()
+
+
 @contextlib.contextmanager
 def locked_producer(topic: str, **settings):
-    """A real producer with its lock held, for setting up queue states by hand; the fake state
-    is undone afterwards, so close() has nothing to wait for."""
+    """A real producer with its lock held, for setting up queue states by hand."""
     producer = Producer(**settings)
     slot = (topic, 0)
     try:
@@ -132,13 +144,7 @@ def locked_producer(topic: str, **settings):
             try:
                 yield producer, slot
             finally:
-                producer._ready.clear()
-                producer._in_flight_requests.clear()
-                producer._in_flight[slot] = 0
-                producer._next_seq[slot] = 0
-                producer._unacked[slot] = set()
-                producer._buffered_bytes = 0
-                producer._errors.clear()
+                reset(producer, slot)
     finally:
         producer.close()
 
@@ -230,3 +236,52 @@ def test_a_request_stops_at_the_in_flight_limit(rk, topic_name):
         assert [[b.seq for b in r.batches] for r in requests] == [[0], [1]]
         assert [b.seq for b in producer._ready] == [-1, -1]  # numbered when they go
         assert isinstance(requests[0], _Request) and producer._in_flight[slot] == 2
+
+
+def in_flight(producer: Producer, topic: str, seq: int, leader_name: str | None, sent_at: float) -> _Request:
+    request = _Request((topic, 0))
+    batch = queued(producer, topic, seq, attempts=1)
+    batch.first_sent_at = sent_at
+    request.add(batch)
+    request.leader_name, request.sent_at = leader_name, sent_at
+    producer._in_flight_requests[id(request)] = request
+    producer._in_flight[(topic, 0)] = producer._in_flight.get((topic, 0), 0) + 1
+    producer._unacked.setdefault((topic, 0), set()).add(seq)
+    return request
+
+
+def test_a_long_wait_re_reads_the_leaders_once_per_topic_and_period(rk, topic_name):
+    topic = topic_name()
+    Admin().create_topic(topic)
+    with locked_producer(topic) as (producer, _slot):
+        state = producer._topic(topic)
+        now = time.monotonic()
+        for seq in range(3):
+            in_flight(producer, topic, seq, "any", now - 5)
+        in_flight(producer, topic, 3, "any", now)  # sent just now: not due
+        assert producer._unanswered_topics_locked(now) == [state]  # three slow requests, one re-read
+        assert producer._unanswered_topics_locked(now + 1) == []  # not again within LEADER_ATTEMPT_S
+        assert producer._unanswered_topics_locked(now + 2.5) == [state]
+
+
+def test_only_requests_to_an_actor_that_no_longer_leads_are_sent_again(rk, topic_name):
+    """The leader epoch also moves when only a follower changed; a request waiting on the
+    actor that still leads must keep waiting (resending it there could store it twice)."""
+    topic = topic_name()
+    Admin().create_topic(topic)
+    producer = Producer()
+    try:
+        state = producer._topic(topic)
+        leader_name = state.routes[0][1]
+        assert leader_name is not None
+        with producer._lock:
+            current = in_flight(producer, topic, 0, leader_name, time.monotonic() - 5)
+            gone = in_flight(producer, topic, 1, "raykafka.partition.gone", time.monotonic() - 5)
+        producer._resend_if_leader_moved(state)
+        with producer._lock:
+            assert list(producer._in_flight_requests.values()) == [current]
+            assert producer._in_flight[(topic, 0)] == 1
+            assert producer._ready == deque(gone.batches)  # queued again, for the current leader
+            reset(producer, (topic, 0))
+    finally:
+        producer.close()

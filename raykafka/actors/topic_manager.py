@@ -622,15 +622,23 @@ class TopicManager:
 
     async def topic_metadata(self, name: str) -> dict:
         """What clients cache: ``{"name", "topic_id", "config", "leaders": [handle per partition],
-        "epochs": [leader epoch per partition]}``."""
+        "leader_names": [the leader actor's name per partition, None when offline],
+        "epochs": [leader epoch per partition]}``. A leader name changes only with the actor
+        (the epoch also moves when a follower is re-placed), so clients compare names to tell
+        whether a request still waits on the current leader."""
         topic = self._topic(name)
         return {
             "name": name,
             "topic_id": topic["topic_id"],
             "config": effective_config(topic["config"]),
             "leaders": [self.handles.get(p["leader"]) for p in topic["partitions"]],
+            "leader_names": [self._leader_name(name, p) for p in topic["partitions"]],
             "epochs": [p["leader_epoch"] for p in topic["partitions"]],
         }
+
+    def _leader_name(self, topic: str, part: dict) -> str | None:
+        replica = next((r for r in part["replicas"] if r["replica_id"] == part["leader"]), None)
+        return None if replica is None else self._actor_name(topic, part["partition"], replica)
 
     async def describe_topic(self, name: str) -> TopicDescription:
         topic = self._topic(name)

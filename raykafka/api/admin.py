@@ -104,22 +104,32 @@ class Admin:
 
     # -- offsets -----------------------------------------------------------------
 
-    def _partition_actor(self, topic: str, partition: int):
+    def _partition_leader(self, topic: str, partition: int) -> tuple:
+        """``(handle, actor name)`` of the partition's leader, as the TopicManager has it now."""
         validate_topic_name(topic)
         check_int("partition", partition, 0)
-        leaders = self._call("topic_metadata", topic)["leaders"]
+        meta = self._call("topic_metadata", topic)
+        leaders = meta["leaders"]
         if partition >= len(leaders):
             raise ValueError(f"topic {topic!r} has partitions 0..{len(leaders) - 1}; got {partition}")
-        return leaders[partition]
+        names = meta.get("leader_names") or [None] * len(leaders)  # (an older TopicManager)
+        return leaders[partition], names[partition]
 
     def _call_leader(self, topic: str, partition: int, method: str, *args, what: str):
-        """Call the partition's leader; when it is gone, re-read who leads and call that one."""
+        """Call the partition's leader; when it is gone, moved or hangs, call the new one."""
 
-        def leader_method():
-            return getattr(self._partition_actor(topic, partition), method)
+        def leader_method() -> tuple:
+            handle, name = self._partition_leader(topic, partition)
+            return getattr(handle, method), name
 
+        first, name = leader_method()
         return call(
-            leader_method(), *args, timeout_s=self.request_timeout_ms / 1000, what=what, refresh=leader_method
+            first,
+            *args,
+            timeout_s=self.request_timeout_ms / 1000,
+            what=what,
+            refresh=leader_method,
+            leader_name=name,
         )
 
     def list_offsets(self, topic: str, partition: int, spec: str | int) -> int:
@@ -141,7 +151,7 @@ class Admin:
             raise TypeError("delete_records takes {partition: before_offset}")
         for partition, offset in before_offsets.items():
             check_int("before_offset", offset, 0)
-            self._partition_actor(topic, partition)  # every partition checked before any is changed
+            self._partition_leader(topic, partition)  # every partition checked before any is changed
         return {
             p: self._call_leader(topic, p, "delete_records", offset, what="delete_records")
             for p, offset in before_offsets.items()

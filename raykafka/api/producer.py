@@ -201,7 +201,11 @@ class _TopicState:
     loaded_at: float
     sticky: int = 0
     stale: bool = False  # set by the sender thread when older than METADATA_MAX_AGE_MS
-    epochs: list = field(default_factory=list)  # leader epoch per partition, as leaders was read
+    # The leader actor's name per partition, read with ``leaders`` and replaced with it in one
+    # assignment (``routes``: (handle, name) pairs), so a reader never pairs one with the other's
+    # successor.
+    routes: list = field(default_factory=list)
+    checked_at: float = 0.0  # when the sender last re-read it for a request that waited long
 
 
 class _Batch:
@@ -231,6 +235,12 @@ class _Batch:
         self.not_before = 0.0  # monotonic time before which a retry is not sent
 
 
+def _routes(meta: dict) -> list[tuple]:
+    """``(leader handle, leader actor name)`` per partition (names None from an older manager)."""
+    leaders = meta["leaders"]
+    return list(zip(leaders, meta.get("leader_names") or [None] * len(leaders), strict=True))
+
+
 def _well_formed(outcomes, n: int) -> bool:
     """An answer to a request of ``n`` batches: per batch an exception or ``(base, append_time)``."""
     return (
@@ -249,15 +259,15 @@ class _Request:
     request): one call per batch costs ~1 ms of CPU on each side on a small machine, so a
     backlog goes out in fewer, larger calls. Counts once against max_in_flight."""
 
-    __slots__ = ("asked_at", "batches", "epoch", "nbytes", "ref", "slot")
+    __slots__ = ("batches", "leader_name", "nbytes", "ref", "sent_at", "slot")
 
     def __init__(self, slot: tuple[str, int]):
         self.slot = slot
         self.batches: list[_Batch] = []
         self.nbytes = 0
         self.ref = None
-        self.epoch = -1  # the leader epoch it was sent to
-        self.asked_at = 0.0  # when it was sent, or last checked for a leader that moved away
+        self.leader_name: str | None = None  # the actor it was sent to
+        self.sent_at = 0.0
 
     def takes(self, batch: _Batch, seq: int, max_request_size: int, max_batches: int) -> bool:
         """Whether ``batch`` (to be sent as ``seq``) may join: the next sequence number, within
@@ -571,7 +581,7 @@ class Producer:
             max_message_bytes=int(meta["config"]["max.message.bytes"]),
             loaded_at=time.monotonic(),
             sticky=random.randrange(len(meta["leaders"])),
-            epochs=list(meta["epochs"]),
+            routes=_routes(meta),
         )
         self._topics[topic] = state
         return state
@@ -733,41 +743,48 @@ class Producer:
                 return
 
     def _unanswered_topics_locked(self, now: float) -> list[_TopicState]:
-        """Topics with a request unanswered for LEADER_ATTEMPT_S since it was sent (or last
-        checked): its leader may hang (a frozen node is not reported dead for a while) while
-        the TopicManager already moved leadership. Marked as checked now."""
-        names = set()
+        """Topics with a request unanswered for LEADER_ATTEMPT_S: its leader may hang (a frozen
+        node is not reported dead for a while) while the TopicManager already moved leadership.
+        At most one re-read per topic every LEADER_ATTEMPT_S (``checked_at``, set here)."""
+        if self.acks == 0:
+            return []
+        due = []
         for request in self._in_flight_requests.values():
-            if self.acks != 0 and now - request.asked_at >= LEADER_ATTEMPT_S:
-                request.asked_at = now
-                names.add(request.slot[0])
-        return [self._topics[name] for name in names if name in self._topics]
+            state = self._topics.get(request.slot[0])
+            if (
+                state is not None
+                and now - request.sent_at >= LEADER_ATTEMPT_S
+                and now - state.checked_at >= LEADER_ATTEMPT_S
+            ):
+                state.checked_at = now
+                due.append(state)
+        return due
 
     def _resend_if_leader_moved(self, state: _TopicState) -> None:
-        """Re-read ``state``'s leaders (sender thread); the requests still waiting on a leader
-        that is not the partition's leader any more are given up and their batches queued
-        again for the new one (with their sequence numbers: the new leader appends each once;
-        a late answer from the old one is ignored)."""
+        """Re-read ``state``'s leaders (sender thread, with a short timeout); the requests
+        waiting on an actor that is not the partition's leader any more are given up and their
+        batches queued again for the new one (with their sequence numbers; the old leader's
+        late answer is ignored). A request to the same actor keeps waiting: the epoch also
+        moves when only a follower changed, and the leader's sequencer state went with it."""
         try:
-            self._refresh(state)
+            self._refresh(state, timeout_s=LEADER_ATTEMPT_S)
         except Exception as exc:  # the manager is restarting: expiry still bounds the wait
             logger.info("%s: could not re-read the leaders of a slow partition: %s", state.name, exc)
             return
+        routes = state.routes
         with self._lock:
             moved = [
                 (key, request)
                 for key, request in self._in_flight_requests.items()
                 if request.slot[0] == state.name
-                and request.slot[1] < len(state.epochs)
-                and request.epoch < state.epochs[request.slot[1]]
+                and request.slot[1] < len(routes)
+                and routes[request.slot[1]][1] not in (None, request.leader_name)
             ]
             retried = []
             for key, request in moved:
                 del self._in_flight_requests[key]
                 self._in_flight[request.slot] -= 1
-                error = NotLeader(
-                    f"{state.name}-{request.slot[1]}: leader moved while a request waited on it"
-                )
+                error = NotLeader(f"{state.name}-{request.slot[1]}: the leader moved while a request waited")
                 retried += [(batch, error) for batch in request.batches if not batch.settled]
             if retried:
                 self._requeue_locked(retried)
@@ -869,7 +886,7 @@ class Producer:
             state = self._topics[request.slot[0]]
             if state.stale:
                 self._refresh(state)
-            leader = state.leaders[request.slot[1]]
+            leader, request.leader_name = state.routes[request.slot[1]]
             now = time.monotonic()
             for batch in batches:
                 batch.attempts += 1
@@ -878,9 +895,8 @@ class Producer:
             with self._lock:
                 first_unacked = min(self._unacked[request.slot])
             header = (self._producer_id, batches[0].seq, first_unacked, self.acks, self.request_timeout_ms)
+            request.sent_at = time.monotonic()
             ref = leader.append.remote([batch.payload for batch in batches], (*header, False))
-            request.epoch = state.epochs[request.slot[1]] if state.epochs else -1
-            request.asked_at = time.monotonic()
         except Exception as exc:  # encoding or submission failed: these batches fail, others go on
             self._answer(request, [unwrap(exc)] * len(batches), registered=False)
             return
@@ -959,16 +975,16 @@ class Producer:
         self._ready = deque(sorted(self._ready, key=lambda b: (b.seq < 0, max(b.seq, 0))))
         self._wakeup.notify()
 
-    def _refresh(self, state: _TopicState) -> None:
+    def _refresh(self, state: _TopicState, timeout_s: float | None = None) -> None:
         """Re-read a topic's leaders (sender thread): after a failover they are other actors."""
         meta = call(
             self._manager.topic_metadata,
             state.name,
-            timeout_s=self.request_timeout_ms / 1000,
+            timeout_s=self.request_timeout_ms / 1000 if timeout_s is None else timeout_s,
             what="topic metadata",
         )
+        state.routes = _routes(meta)
         state.leaders = meta["leaders"]
-        state.epochs = list(meta["epochs"])
         state.max_message_bytes = int(meta["config"]["max.message.bytes"])
         state.loaded_at = time.monotonic()
         state.stale = False

@@ -52,17 +52,23 @@ def call(
     idempotent: bool = True,
     what: str = "request",
     refresh=None,
+    leader_name: str | None = None,
     **kwargs,
 ):
     """``ray.get(method.remote(*args))`` with a deadline, retries and unwrapped errors.
 
-    ``refresh()``, when given, returns the method to retry with after the actor is found
-    gone, answers ``NotLeader`` or has not answered within LEADER_ATTEMPT_S: a partition's
-    leader may be another actor by now (failover, or a re-placement after Ray itself
-    restarted), and the old handle would never answer again.
+    ``refresh()``, when given, returns ``(method, leader_name)``: where to send the call now
+    (a partition's leader may be another actor after a failover, or after a re-placement when
+    Ray itself restarted, and the old handle would never answer again). It is asked when the
+    actor is found gone, answers ``NotLeader``, or has not answered within LEADER_ATTEMPT_S;
+    in that last case the call is sent again only when the leader changed, else the first
+    request is waited on further (a slow leader is not sent copies that queue behind it).
+    ``leader_name``: the name of ``method``'s actor, as ``refresh`` names it.
     """
     deadline = time.monotonic() + timeout_s
     last: BaseException | None = None
+    ask_again = refresh is not None and idempotent
+    ref = None
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -71,24 +77,27 @@ def call(
                 + (f" (last error: {type(last).__name__}: {last})" if last else "")
                 + "; is the partition's node alive? raise request_timeout_ms to wait longer"
             )
-        ask_again = refresh is not None and idempotent
-        attempt_s = min(remaining, LEADER_ATTEMPT_S) if ask_again else remaining
+        if ref is None:
+            ref = method.remote(*args, **kwargs)
         try:
-            return ray.get(method.remote(*args, **kwargs), timeout=attempt_s)
+            return ray.get(ref, timeout=min(remaining, LEADER_ATTEMPT_S) if ask_again else remaining)
         except GetTimeoutError:
-            if not ask_again:
-                last = None
-                continue
-            last = GetTimeoutError(f"no answer within {attempt_s:.1f} s")  # frozen? re-read who leads
+            if ask_again:  # a hung node is not reported dead for a while: has leadership moved?
+                new_method, new_name = refresh()
+                if new_name != leader_name or leader_name is None:
+                    method, leader_name = new_method, new_name
+                    last, ref = GetTimeoutError("the leader did not answer; it moved"), None
+            continue
         except RayTaskError as exc:
             error = unwrap(exc)
-            if not (refresh is not None and idempotent and isinstance(error, NotLeader)):
+            if not (ask_again and isinstance(error, NotLeader)):
                 raise error from None
             last = error  # a replica that is not (yet) the leader: re-read who leads
         except ACTOR_GONE as exc:
             if not idempotent:
                 raise
             last = exc
+        ref = None
         time.sleep(min(RETRY_BACKOFF_S, max(0.0, deadline - time.monotonic())))
         if refresh is not None:
-            method = refresh()
+            method, leader_name = refresh()
