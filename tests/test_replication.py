@@ -300,13 +300,7 @@ def test_followers_keep_the_leaders_log_start(cluster, rkc):
     assert admin.delete_records("trimmed", {0: 40}) == {0: 40}
     time.sleep(1.5)  # a replicate keepalive (every 0.5 s) carries the new log start
     label = crash_node(cluster, description.partitions[0].leader_node_id)
-    deadline = time.monotonic() + 30
-    while True:
-        part = admin.describe_topic("trimmed").partitions[0]
-        if not part.offline and part.leader_node_id != description.partitions[0].leader_node_id:
-            break
-        assert time.monotonic() < deadline, "no new leader"
-        time.sleep(0.5)
+    part = new_leader_of(admin, "trimmed", description.partitions[0].leader_node_id)
     assert (part.log_start_offset, part.high_watermark) == (40, 100)
     assert admin.list_offsets("trimmed", 0, "earliest") == 40
     restore_node(cluster, label)
@@ -328,6 +322,17 @@ def freeze_node(node) -> list:
         except psutil.NoSuchProcess:
             pass
     return frozen
+
+
+def new_leader_of(admin: Admin, topic: str, old_node_id: str, timeout_s: float = 30):
+    """Partition 0 of ``topic`` once it is online with a leader on another node than ``old_node_id``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        part = admin.describe_topic(topic).partitions[0]
+        if not part.offline and part.leader_node_id != old_node_id:
+            return part
+        assert time.monotonic() < deadline, "no new leader"
+        time.sleep(0.5)
 
 
 def thaw(frozen: list) -> None:
@@ -445,13 +450,7 @@ def test_grouped_requests_with_acks_all_survive_the_leaders_crash(cluster, rkc):
     assert offsets == list(range(3000))
     assert requests < 30  # one request in flight: the queued batches went together
     label = crash_node(cluster, description.partitions[0].leader_node_id)
-    deadline = time.monotonic() + 30
-    while True:
-        part = admin.describe_topic("grouped").partitions[0]
-        if not part.offline and part.leader_node_id != description.partitions[0].leader_node_id:
-            break
-        assert time.monotonic() < deadline, "no new leader"
-        time.sleep(0.5)
+    new_leader_of(admin, "grouped", description.partitions[0].leader_node_id)
     got = read_all("grouped", 0, 3000)
     assert [got[o] for o in range(3000)] == [v for t in tables for v in t.column("value").to_pylist()]
     restore_node(cluster, label)
