@@ -27,8 +27,8 @@ from raykafka.errors import NotLeader, RayKafkaError, RequestTimedOut
 RETRY_BACKOFF_S = 0.2
 #: With ``refresh``: how long one attempt waits before asking again who leads. A leader whose
 #: node hangs (frozen, not dead) never answers and Ray does not report it gone, while the
-#: TopicManager moves leadership in ~1.5 s; a slow but alive leader is merely asked twice
-#: (``refresh`` is only given for idempotent calls).
+#: TopicManager moves leadership in ~1.5 s; a slow but alive leader keeps its first request
+#: (the call is sent again only to another actor).
 LEADER_ATTEMPT_S = 2.0
 
 #: The actor cannot answer now: it died, is restarting, or cannot be restarted where it is pinned
