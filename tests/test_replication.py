@@ -507,3 +507,30 @@ def test_producer_moves_to_the_new_leader_when_the_old_one_hangs(cluster, rkc):
     finally:
         producer.stop()
         replace_hung_node(cluster, label, node, frozen)
+
+
+def test_a_leader_given_a_new_epoch_still_answers_retries_of_what_it_appended(cluster, rkc):
+    """Adding a follower gives the same leader a new epoch. A producer's retry of a batch the
+    leader appended before must be answered from its sequencer, not stored a second time."""
+    from tests.test_faults import leader
+    from tests.test_produce_requests import payload
+
+    admin = Admin()
+    description = admin.create_topic("kept", partitions=1, replication_factor=1)
+    part = description.partitions[0]
+    handle = leader(rkc, "kept")
+    request = ("producer-kept", 0, 0, 1, 30_000, False)
+    assert ray_get(handle.append.remote([payload([b"k0", b"k1"])], request)) == [(0, -1)]
+    other = next(n["NodeID"] for n in _workers(rkc) if n["NodeID"] != part.leader_node_id)
+    after = admin.reassign_partitions("kept", {0: [part.leader_node_id, other]}).partitions[0]
+    assert after.leader_node_id == part.leader_node_id and after.leader_epoch > part.leader_epoch
+    # The answer was lost; the producer sends seq 0 again (to the same leader).
+    assert ray_get(handle.append.remote([payload([b"k0", b"k1"])], request)) == [(0, -1)]
+    assert admin.list_offsets("kept", 0, "latest") == 2
+    assert read_all("kept", 0, 2) == {0: b"k0", 1: b"k1"}
+
+
+def ray_get(ref, timeout_s: float = 60):
+    import ray
+
+    return ray.get(ref, timeout=timeout_s)

@@ -177,8 +177,13 @@ class PartitionActor:
             raise FencedLeader(f"{self.name}: epoch {epoch} is older than {self.leader_epoch}")
         if self.role == "leader" and epoch == self.leader_epoch:
             return self.log.log_end_offset
+        if self.role != "leader":
+            # A new term here: the cached answers may name offsets another leader truncated, so
+            # start a new baseline before taking appends. A leader that only gets a new epoch
+            # (a follower was added or re-placed) keeps its log and so its answers: a retry of
+            # a batch it appended is answered, not stored twice.
+            await self._sequencer.reset()
         self._stop_leading()
-        await self._sequencer.reset()  # before taking appends as the leader of the new term
         self.role, self.leader_epoch, self.leader_id = "leader", epoch, self.replica_id
         self.epochs.assign(epoch, self.log.log_end_offset)
         self._leading = LeaderReplication(
