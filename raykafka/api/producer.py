@@ -774,20 +774,15 @@ class Producer:
         routes = state.routes
         with self._lock:
             moved = [
-                (key, request)
-                for key, request in self._in_flight_requests.items()
+                request
+                for request in self._in_flight_requests.values()
                 if request.slot[0] == state.name
                 and request.slot[1] < len(routes)
                 and routes[request.slot[1]][1] not in (None, request.leader_name)
             ]
-            retried = []
-            for key, request in moved:
-                del self._in_flight_requests[key]
-                self._in_flight[request.slot] -= 1
-                error = NotLeader(f"{state.name}-{request.slot[1]}: the leader moved while a request waited")
-                retried += [(batch, error) for batch in request.batches if not batch.settled]
-            if retried:
-                self._requeue_locked(retried)
+        for request in moved:  # answered as a NotLeader would be (a real answer meanwhile wins)
+            error = NotLeader(f"{state.name}-{request.slot[1]}: the leader moved while a request waited")
+            self._answer(request, [error] * len(request.batches))
 
     def _direct_locked(self) -> list[_Batch]:
         """The batches the sending thread ships itself (after releasing the lock, by
