@@ -108,6 +108,29 @@ def test_keyed_and_unkeyed_records_mix(twin):
     assert batch.column("headers").to_pylist() == [None, [("h", b"x")], None, None]
 
 
+@pytest.mark.parametrize("had_keys", [False, True])
+def test_an_append_that_fails_part_way_adds_nothing(twin, had_keys):
+    """A record whose append raises after its value was already added (here a key that is not
+    bytes; in use, a KeyboardInterrupt between two steps) is taken back whole: the next record
+    gets its index and the buffers still line up."""
+    builder_type, future_base = twin
+    builder = builder_type(None, 1 << 20, 1 << 20, _future_type(future_base))
+    builder.append_value(b"v0")
+    builder.append(b"v1", b"k1" if had_keys else None, 7, {"h": b"x"})
+    with pytest.raises(TypeError):
+        builder.append(b"lost", 5, 8, {"h": b"y"})
+    assert builder.count == 2
+    assert builder.nbytes == 2 * (2 + RECORD_OVERHEAD_BYTES) + (2 if had_keys else 0)
+    assert builder.append(b"v2", b"k2", 9, None) == 2
+    assert builder.append_value(b"v3")._index == 3
+    builder.seal()
+    batch = to_record_batch(builder)
+    assert batch.column("value").to_pylist() == [b"v0", b"v1", b"v2", b"v3"]
+    assert batch.column("key").to_pylist() == [None, b"k1" if had_keys else None, b"k2", None]
+    assert batch.column("timestamp_ms").to_pylist()[1:3] == [7, 9]
+    assert batch.column("headers").to_pylist() == [None, [("h", b"x")], None, None]
+
+
 def test_concurrent_appends_and_a_seal_lose_nothing(twin):
     """Four threads append while a fifth seals at some point: every accepted record is in
     the batch at its future's index, and nothing is accepted after the seal."""

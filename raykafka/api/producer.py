@@ -259,7 +259,7 @@ class _Request:
     request): one call per batch costs ~1 ms of CPU on each side on a small machine, so a
     backlog goes out in fewer, larger calls. Counts once against max_in_flight."""
 
-    __slots__ = ("batches", "leader_name", "nbytes", "ref", "sent_at", "slot")
+    __slots__ = ("batches", "leader_name", "nbytes", "ref", "sent_at", "slot", "watched")
 
     def __init__(self, slot: tuple[str, int]):
         self.slot = slot
@@ -268,6 +268,7 @@ class _Request:
         self.ref = None
         self.leader_name: str | None = None  # the actor it was sent to
         self.sent_at = 0.0
+        self.watched = False  # its answer will reach _answer (or it was answered already)
 
     def takes(self, batch: _Batch, seq: int, max_request_size: int, max_batches: int) -> bool:
         """Whether ``batch`` (to be sent as ``seq``) may join: the next sequence number, within
@@ -423,11 +424,16 @@ class Producer:
                 state = self._refresh_if_too_large(state, len(value) + (len(key) if key is not None else 0))
                 self._check_size(state, value, key)
             stamp = time.time_ns() // 1_000_000
-            with self._lock:
-                result, index = self._append_locked(state, None, value, key, stamp, None)
-                direct = self._direct_locked()
-            if direct:  # per message: skip the call when there is nothing to ship
-                self._ship_all(direct)
+            direct: list[_Request] = []  # filled by the drain: what to hand back if interrupted
+            try:
+                with self._lock:
+                    result, index = self._append_locked(state, None, value, key, stamp, None)
+                    self._direct_locked(direct)
+                if direct:  # per message: skip the call when there is nothing to ship
+                    self._ship_all(direct)
+            except BaseException:  # see _hand_back
+                self._hand_back(direct)
+                raise
             return _PartsFuture([(result, index, 1)])
         if self._closed:
             raise ProducerClosed("this producer is closed; create a new Producer")
@@ -443,17 +449,15 @@ class Producer:
             for m in messages:
                 self._check_size(state, m.value, m.key)
             stamp = now_ms()
-            parts: list[tuple[BatchResult, int, int]] = []
-            with self._lock:
-                for m in messages:
-                    stamp_m = stamp if m.timestamp_ms is None else m.timestamp_ms  # 0 is a valid timestamp
-                    result, index = self._append_locked(state, partition, m.value, m.key, stamp_m, m.headers)
-                    if parts and parts[-1][0] is result and parts[-1][1] + parts[-1][2] == index:
-                        parts[-1] = (result, parts[-1][1], parts[-1][2] + 1)
-                    else:
-                        parts.append((result, index, 1))
-                direct = self._direct_locked()
-            self._ship_all(direct)
+            direct: list[_Request] = []
+            try:
+                with self._lock:
+                    parts = self._append_messages_locked(state, partition, messages, stamp)
+                    self._direct_locked(direct)
+                self._ship_all(direct)
+            except BaseException:  # see _hand_back
+                self._hand_back(direct)
+                raise
             return _PartsFuture(parts)
         check_bytes(value, "value")
         check_bytes(key, "key", allow_none=True)
@@ -463,11 +467,16 @@ class Producer:
         self._check_partition(state, partition)
         state = self._refresh_if_too_large(state, len(value) + (len(key) if key is not None else 0))
         self._check_size(state, value, key)
-        with self._lock:
-            stamp = now_ms() if timestamp_ms is None else timestamp_ms  # 0 is a valid timestamp
-            result, index = self._append_locked(state, partition, value, key, stamp, headers)
-            direct = self._direct_locked()
-        self._ship_all(direct)
+        direct: list[_Request] = []
+        try:
+            with self._lock:
+                stamp = now_ms() if timestamp_ms is None else timestamp_ms  # 0 is a valid timestamp
+                result, index = self._append_locked(state, partition, value, key, stamp, headers)
+                self._direct_locked(direct)
+            self._ship_all(direct)
+        except BaseException:  # see _hand_back
+            self._hand_back(direct)
+            raise
         return _PartsFuture([(result, index, 1)])
 
     def send_batch(self, topic: str, table_or_batch: pa.Table | pa.RecordBatch, partition: int | None = None):
@@ -495,8 +504,9 @@ class Producer:
                 self._reserve_locked(piece.nbytes)
                 result = BatchResult(topic, p)
                 result.timestamps = piece.column(2)
-                self._ready.append(_Batch(topic, p, payload, piece.num_rows, piece.nbytes, result))
-                self._unfinished += 1
+                batch = _Batch(topic, p, payload, piece.num_rows, piece.nbytes, result)
+                self._unfinished += 1  # (with the append: no call between them, see _hand_back)
+                self._ready.append(batch)
                 parts.append((result, 0, piece.num_rows))
             self._wakeup.notify()
         if targets is not None:  # rows went to several partitions: metadata in row order, as promised
@@ -669,10 +679,22 @@ class Producer:
             self._closed_full = True  # the caller ships it (_direct_locked), or an answer will
         return result, index
 
+    def _append_messages_locked(self, state, partition, messages: list[Message], stamp: int) -> list:
+        """A MessageSet's records; returns its future's parts: (result, first index, count)."""
+        parts: list[tuple[BatchResult, int, int]] = []
+        for m in messages:
+            stamp_m = stamp if m.timestamp_ms is None else m.timestamp_ms  # 0 is a valid timestamp
+            result, index = self._append_locked(state, partition, m.value, m.key, stamp_m, m.headers)
+            if parts and parts[-1][0] is result and parts[-1][1] + parts[-1][2] == index:
+                parts[-1] = (result, parts[-1][1], parts[-1][2] + 1)
+            else:
+                parts.append((result, index, 1))
+        return parts
+
     def _takes_locked(self, builder: RecordBuilder, size: int) -> bool:
         """Whether an open batch takes one more record of ``size`` key + value bytes: under
         ``batch_size``, and its buffers' 32-bit Arrow offsets cannot overflow."""
-        return builder.nbytes < self.batch_size and builder.nbytes + size <= MAX_OFFSET
+        return not builder.sealed and builder.nbytes < self.batch_size and builder.nbytes + size <= MAX_OFFSET
 
     def _open_locked(self, state: _TopicState, p: int, slot: tuple[str, int]):
         """A new open batch for ``slot`` (its buffer_memory share is reserved by the caller)."""
@@ -706,16 +728,23 @@ class Producer:
         self._buffered_bytes += nbytes
 
     def _close_open_locked(self, slot) -> None:
-        builder, result, _ = self._open.pop(slot)
+        builder, result, _ = self._open[slot]
+        batch = _Batch(slot[0], slot[1], builder, 0, 0, result)
         builder.seal()  # a send() still holding it through _lanes now takes the locked path
+        # From here to the append, no Python-level call: CPython raises a KeyboardInterrupt only
+        # after a call returns, so the batch is either still open or closed and queued, never
+        # lost between the two (an interrupt right after seal() leaves it open but sealed,
+        # which _takes_locked refuses, so the next append closes it).
+        batch.count = builder.count
+        batch.nbytes = builder.nbytes
+        self._buffered_bytes += builder.nbytes - self.batch_size // 4  # its reservation, now exact
+        del self._open[slot]
+        self._ready.append(batch)
         if self._lanes.get(slot[0]) is builder:
             self._lanes.pop(slot[0], None)  # _mark_stale may pop it without the lock meanwhile
         state = self._topics.get(slot[0])
         if state is not None and state.sticky == slot[1] and len(state.leaders) > 1:
             state.sticky = random.choice([p for p in range(len(state.leaders)) if p != slot[1]])
-        reserved = self.batch_size // 4
-        self._buffered_bytes += builder.nbytes - reserved
-        self._ready.append(_Batch(slot[0], slot[1], builder, builder.count, builder.nbytes, result))
 
     # -- the sender thread -------------------------------------------------------
 
@@ -784,32 +813,64 @@ class Producer:
             error = NotLeader(f"{state.name}-{request.slot[1]}: the leader moved while a request waited")
             self._answer(request, [error] * len(request.batches))
 
-    def _direct_locked(self) -> list[_Batch]:
-        """The batches the sending thread ships itself (after releasing the lock, by
-        ``_ship_all``): with ``linger_ms=0`` everything due, else the batches already closed
-        (full) that their partitions can take now. Waking the sender thread instead costs a
-        GIL hand-off per batch; on 2 busy CPUs the caller sat idle ~25% of the time waiting
-        for it (send per message: 2.2-3.5 -> 1.3-1.6 us/msg, docs/PERFORMANCE.md). Only after
-        this call closed a full batch: draining on every send would cost O(open batches)."""
+    def _direct_locked(self, requests: list[_Request]) -> None:
+        """Fill ``requests`` with what the sending thread ships itself (after releasing the
+        lock, by ``_ship_all``): with ``linger_ms=0`` everything due, else the batches already
+        closed (full) that their partitions can take now. Waking the sender thread instead
+        costs a GIL hand-off per batch; on 2 busy CPUs the caller sat idle ~25% of the time
+        waiting for it (send per message: 2.2-3.5 -> 1.3-1.6 us/msg, docs/PERFORMANCE.md).
+        Only after this call closed a full batch: draining on every send would cost O(open
+        batches)."""
         if self.linger_ms == 0:
-            return self._drain_locked(time.monotonic())
-        if self._closed_full:
+            self._drain_locked(time.monotonic(), requests)
+        elif self._closed_full:
             self._closed_full = False
             if any(state.stale for state in self._topics.values()):
                 self._wakeup.notify()  # re-reading metadata blocks: the sender thread does that
-                return []
-            return self._drain_locked(time.monotonic())
-        return []
+                return
+            self._drain_locked(time.monotonic(), requests)
 
     def _ship_all(self, requests: list[_Request]) -> None:
         for request in requests:
             self._ship(request)
 
-    def _drain_locked(self, now: float) -> list[_Request]:
+    def _hand_back(self, requests: list[_Request]) -> None:
+        """Undo the part of a drain that a calling thread did not finish shipping.
+
+        send() drains and ships on the calling thread, and a KeyboardInterrupt -- Ctrl-C in a
+        notebook's send loop -- is raised there after any call returns: inside the drain, between
+        the drain and ``_ship_all``, or in Ray's submission. ``requests`` is what the drain had
+        taken so far. A request not registered in flight frees its slot, and its batches that
+        left the queue go back with their sequence numbers (a copy the partition did get is
+        answered from its sequencer's cache, not stored twice); a registered one only needs its
+        answer watched. The state changes of the drain and of closing a batch are ordered so
+        that an interrupt between two calls leaves them consistent."""
+        sent = []
+        with self._lock:
+            queued = {id(b) for b in self._ready}
+            back = []
+            for request in requests:
+                if request.watched:
+                    continue
+                if id(request) in self._in_flight_requests:
+                    sent.append(request)
+                    continue
+                self._in_flight[request.slot] -= 1
+                back.extend(b for b in request.batches if id(b) not in queued)
+            if back:
+                self._queue_again_locked(back)
+        for request in sent:
+            self._watch(request)
+
+    def _drain_locked(self, now: float, requests: list[_Request] | None = None) -> list[_Request]:
         """Close the open batches that lingered long enough and can go, and take every batch
         that may be sent now, in order, with its sequence number: grouped into requests of
         consecutive batches of one partition (up to ``max_request_size`` bytes), at most
-        max_in_flight requests per partition. The caller ships them after releasing the lock."""
+        max_in_flight requests per partition. The caller ships them after releasing the lock.
+        Returns ``requests`` (a calling thread's list, filled as requests are taken: see
+        ``_hand_back``)."""
+        if requests is None:
+            requests = []
         linger_s = self.linger_ms / 1000
         if self._open:
             waiting = self._waiting_per_partition_locked()
@@ -821,7 +882,6 @@ class Producer:
                 if now - opened >= linger_s and waiting.get(slot, 0) < self.max_in_flight:
                     self._close_open_locked(slot)
                     waiting[slot] = waiting.get(slot, 0) + 1
-        requests: list[_Request] = []
         last: dict[tuple[str, int], _Request] = {}  # per partition, the request still taking batches
         held: set[tuple[str, int]] = set()
         for b in self._ready:  # in order
@@ -838,9 +898,10 @@ class Producer:
                 if self._in_flight.get(slot, 0) >= self.max_in_flight:
                     held.add(slot)
                     continue
-                request = last[slot] = _Request(slot)
-                requests.append(request)
+                request = _Request(slot)
                 self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
+                last[slot] = request
+                requests.append(request)  # (counted in flight first: see _hand_back)
             if b.seq < 0:
                 b.seq = seq
                 self._next_seq[slot] = seq + 1
@@ -893,16 +954,23 @@ class Producer:
             request.sent_at = time.monotonic()
             ref = leader.append.remote([batch.payload for batch in batches], (*header, False))
         except Exception as exc:  # encoding or submission failed: these batches fail, others go on
+            request.watched = True
             self._answer(request, [unwrap(exc)] * len(batches), registered=False)
             return
         request.ref = ref  # stays alive until answered
         with self._lock:
             self._in_flight_requests[id(request)] = request
             self._requests_sent += 1
+        self._watch(request)
+
+    def _watch(self, request: _Request) -> None:
+        """A registered request's answer goes to ``_on_response``."""
         if self.acks == 0:
-            for batch in batches:
-                batch.result.finish()  # fire and forget: offsets unknown (-1), as in Kafka
-        ref.future().add_done_callback(lambda fut, r=request: self._on_response(r, fut))
+            for batch in request.batches:
+                if not batch.result.done.is_set():
+                    batch.result.finish()  # fire and forget: offsets unknown (-1), as in Kafka
+        request.ref.future().add_done_callback(lambda fut, r=request: self._on_response(r, fut))
+        request.watched = True
 
     def _on_response(self, request: _Request, fut) -> None:
         # Runs on a Ray callback thread: no blocking calls here.
@@ -966,7 +1034,12 @@ class Producer:
             state = self._topics.get(batch.topic)
             if state is not None:
                 self._mark_stale(state)  # the sender re-reads the leaders before resending
-            self._ready.appendleft(batch)
+        self._queue_again_locked([batch for batch, _ in retried])
+
+    def _queue_again_locked(self, batches: list[_Batch]) -> None:
+        """Put sent batches back in the queue: first, in sequence order (they come back in any
+        order; batches without a sequence number yet keep FIFO)."""
+        self._ready.extendleft(batches)
         self._ready = deque(sorted(self._ready, key=lambda b: (b.seq < 0, max(b.seq, 0))))
         self._wakeup.notify()
 

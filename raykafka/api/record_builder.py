@@ -36,27 +36,51 @@ MAX_OFFSET = (1 << 31) - 1
 
 
 def append_fields(builder, value: bytes, key: bytes | None, timestamp_ms: int, headers: dict | None) -> int:
-    """Add one record to ``builder``'s buffers (the caller holds its lock); returns its index."""
+    """Add one record to ``builder``'s buffers (the caller holds its lock); returns its index.
+
+    All or nothing: an exception part-way -- a KeyboardInterrupt raised in the calling thread
+    between two of these steps -- takes back what was added, or the next record would take
+    this one's index and the buffers would no longer line up with ``count``."""
     index = builder.count
-    builder.values += value
-    builder.value_offsets.append(len(builder.values))
-    if key is not None or builder.keys is not None:
-        if builder.keys is None:
-            builder.keys = bytearray()
-            builder.key_offsets = array("i", [0] * (index + 1))
-            builder.key_valid = bytearray(index)
-        if key is not None:
-            builder.keys += key
-        builder.key_offsets.append(len(builder.keys))
-        builder.key_valid.append(key is not None)
-    builder.timestamps.append(timestamp_ms)
-    if headers:
-        if builder.headers is None:
-            builder.headers = {}
-        builder.headers[index] = headers
+    try:
+        builder.values += value
+        builder.value_offsets.append(len(builder.values))
+        if key is not None or builder.keys is not None:
+            if builder.keys is None:
+                builder.keys = bytearray()
+                builder.key_offsets = array("i", [0] * (index + 1))
+                builder.key_valid = bytearray(index)
+            if key is not None:
+                builder.keys += key
+            builder.key_offsets.append(len(builder.keys))
+            builder.key_valid.append(key is not None)
+        builder.timestamps.append(timestamp_ms)
+        if headers:
+            if builder.headers is None:
+                builder.headers = {}
+            builder.headers[index] = headers
+    except BaseException:
+        _truncate(builder, index)
+        raise
     builder.count = index + 1
     builder.nbytes += len(value) + (len(key) if key is not None else 0) + RECORD_OVERHEAD_BYTES
     return index
+
+
+def _truncate(builder, count: int) -> None:
+    """Put ``builder``'s buffers back to their first ``count`` records. The offsets say where
+    each buffer ended (nothing to remember beforehand, so appending pays nothing for this)."""
+    del builder.values[builder.value_offsets[count] :]
+    del builder.value_offsets[count + 1 :]
+    del builder.timestamps[count:]
+    if builder.key_offsets is None or builder.key_valid is None:
+        builder.keys = builder.key_offsets = builder.key_valid = None  # interrupted creating them
+    elif builder.keys is not None:  # (if created just now: every earlier record keyless, as before)
+        del builder.keys[builder.key_offsets[count] :]
+        del builder.key_offsets[count + 1 :]
+        del builder.key_valid[count:]
+    if builder.headers is not None:
+        builder.headers.pop(count, None)
 
 
 class PyRecordFutureBase:
