@@ -87,11 +87,14 @@ class _Fetcher:
         self.in_flight = None  # a response still on its way is dropped when it arrives
 
     def drop_head(self) -> None:
-        head = self.chunks.popleft()
-        self.buffered_bytes -= head.nbytes
+        # The bookkeeping first and the pop last, with no call between: a KeyboardInterrupt
+        # (raised after a call returns) leaves the head either whole or gone, never a new head
+        # with the old one's chunk_start and Python columns.
+        self.buffered_bytes -= self.chunks[0].nbytes
         self.generation += 1
         self.chunk_start = 0
         self.py_columns = None
+        self.chunks.popleft()
 
 
 class Consumer:
@@ -287,12 +290,15 @@ class Consumer:
                 raise cause from None
             arrived_bytes += sum(len(buf) for buf in frames)
             batches = decode_fetch(fetcher.tp.topic, fetcher.tp.partition, frames, fetcher.fetch_offset)
-            for batch in batches:
-                fetcher.chunks.append(batch)
-                fetcher.buffered_bytes += batch.nbytes
             if batches:
                 last = batches[-1]
-                fetcher.fetch_offset = last.column(2)[len(last) - 1].as_py() + 1
+                next_offset = last.column(2)[len(last) - 1].as_py() + 1
+                added_bytes = sum(batch.nbytes for batch in batches)
+                # No call between these three (see _Fetcher.drop_head): buffered records and
+                # the next fetch's offset move together.
+                fetcher.fetch_offset = next_offset
+                fetcher.buffered_bytes += added_bytes
+                fetcher.chunks.extend(batches)
         if ready:
             self._caught_up = arrived_bytes < PREFETCH_MIN_RESPONSE_BYTES
 
@@ -355,8 +361,8 @@ class Consumer:
                 return False
 
     def _rotate(self) -> list[_Fetcher]:
-        if self._order:
-            self._order.append(self._order.pop(0))
+        # One store, no call: an interrupt cannot leave a partition out of the rotation.
+        self._order = self._order[1:] + self._order[:1]
         return [self._fetchers[tp] for tp in self._order]
 
     # -- reading -----------------------------------------------------------------
@@ -377,12 +383,15 @@ class Consumer:
                 rows = min(room, head.num_rows - start)
                 taken.append(head.slice(start, rows) if (start or rows < head.num_rows) else head)
                 room -= rows
-                fetcher.position = head.column(2)[start + rows - 1].as_py() + 1
+                position = head.column(2)[start + rows - 1].as_py() + 1
                 if start + rows == head.num_rows:
                     fetcher.drop_head()
                 else:
                     fetcher.chunk_start = start + rows
                     fetcher.py_columns = None
+                # Moved last: an interrupt before this leaves the rows to be taken again (this
+                # call's result is lost with it), never counts rows as read that stay buffered.
+                fetcher.position = position
             if not room:
                 break
         self._prefetch()
@@ -413,11 +422,11 @@ class Consumer:
         message = Message._consumed(
             tp.topic, tp.partition, offsets[i], stamps[i], keys[i], values[i], headers[i]
         )
-        fetcher.position = offsets[i] + 1
         if i + 1 == head.num_rows:
             fetcher.drop_head()
         else:
             fetcher.chunk_start = i + 1
+        fetcher.position = offsets[i] + 1  # last, as in poll_batch
         return message
 
     def __iter__(self) -> Iterator[Message]:

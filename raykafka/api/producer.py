@@ -903,9 +903,12 @@ class Producer:
                 last[slot] = request
                 requests.append(request)  # (counted in flight first: see _hand_back)
             if b.seq < 0:
-                b.seq = seq
+                unacked = self._unacked.get(slot)
+                if unacked is None:
+                    unacked = self._unacked[slot] = set()
+                b.seq = seq  # these three with no call between them (see _hand_back)
                 self._next_seq[slot] = seq + 1
-                self._unacked.setdefault(slot, set()).add(seq)
+                unacked.add(seq)
             request.add(b)
         if requests:
             taken = {id(b) for request in requests for b in request.batches}
