@@ -90,6 +90,12 @@ class CorruptRecord(RayKafkaError):
     """Stored data failed its CRC; it was not returned. Operators: see docs/FORMAT.md."""
 
 
+class RayNotConnected(RayKafkaError, ConnectionError):
+    """This process left Ray (``ray.shutdown()``) while a client made before was still open. The
+    client does not start a new Ray (Ray's own auto-init would, with none of the old actors):
+    call ``raykafka.connect()`` and create new clients."""
+
+
 __all__ = [
     "ConsumerClosed",
     "CorruptRecord",
@@ -103,6 +109,7 @@ __all__ = [
     "OffsetOutOfRange",
     "ProducerClosed",
     "RayKafkaError",
+    "RayNotConnected",
     "RebalanceInProgress",
     "RequestTimedOut",
     "StaleGeneration",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 
 import pytest
@@ -78,3 +79,27 @@ def ray_head(tmp_path_factory):
     head = start_ray_head(tmp, data_dir=tmp / "data")
     yield head
     head.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_client_left_running(request):
+    """Fail a test that leaves a producer's sender or a group member's heartbeat thread running.
+
+    Such a thread outlives its test and keeps calling Ray: a member holds partitions nobody
+    reads, and a call racing a later test's ``ray.shutdown()`` used to start a new Ray.
+    """
+    import threading
+
+    def running() -> dict[int, str]:
+        return {t.ident: t.name for t in threading.enumerate() if t.name.startswith("raykafka-")}
+
+    before = running()  # blamed on the test that started them, not on every later one
+    yield
+    deadline = time.monotonic() + 2.0  # close() has joined them; allow a slow exit
+    while True:
+        alive = [name for ident, name in running().items() if ident not in before]
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if alive:
+        pytest.fail(f"{request.node.nodeid} left raykafka threads running (a client not closed): {alive}")

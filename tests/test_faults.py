@@ -18,7 +18,7 @@ import ray
 import raykafka
 from raykafka import Admin, Consumer, Message, MessageSet, Producer, TopicPartition
 from raykafka.actors.naming import TOPIC_MANAGER_NAME
-from raykafka.errors import MessageTooLarge, RequestTimedOut
+from raykafka.errors import MessageTooLarge, RayNotConnected, RequestTimedOut
 from raykafka.storage.framing import HEADER_SIZE, unpack_header
 
 TIMEOUT_S = 60
@@ -286,3 +286,37 @@ def test_sigkill_topic_manager(rk, topic_name):
     assert admin.list_topics() == sorted([a, b, c])
     admin.delete_topic(b)
     assert admin.list_topics() == sorted([a, c])
+
+
+def test_ray_shutdown_under_open_clients_starts_no_new_ray(rk, topic_name):
+    """``ray.shutdown()`` while a producer holds a lingering batch and a group consumer
+    heartbeats. Neither may start a new Ray behind the user's back -- Ray's auto-init would, on
+    their next call, from their background threads too, racing the user's own next ``ray.init``
+    (seen in CI: "Maybe you called ray.init twice"). Calls fail with RayNotConnected instead."""
+    from tests.conftest import ensure_local_ray
+
+    topic = topic_name()
+    Admin().create_topic(topic, partitions=1)
+    producer = Producer(linger_ms=300)
+    assert producer.send(topic, b"before").result(timeout=TIMEOUT_S)[0].offset == 0
+    consumer = Consumer(group_id=f"g-{topic}", auto_offset_reset="earliest", heartbeat_interval_ms=50)
+    consumer.subscribe([topic])
+    first = consumer.poll(timeout_s=TIMEOUT_S)
+    assert (first.value, first.offset) == (b"before", 0)
+    lingering = producer.send(topic, b"after")  # shipped by the sender thread, after the shutdown
+    try:
+        ray.shutdown()
+        with pytest.raises(RayNotConnected):
+            lingering.result(timeout=TIMEOUT_S)
+        with pytest.raises(RayNotConnected):
+            producer.send(topic, b"later").result(timeout=TIMEOUT_S)
+        with pytest.raises(RayNotConnected):
+            consumer.poll(timeout_s=1.0)
+        consumer.close()  # nothing to commit to, nothing to tell: quiet
+        with pytest.raises(RayNotConnected):
+            producer.close()  # flush reports the batches that could not go
+        time.sleep(0.5)  # the heartbeat thread had ~10 turns
+        assert not ray.is_initialized()
+        assert [t.name for t in threading.enumerate() if t.name.startswith("raykafka-")] == []
+    finally:
+        ensure_local_ray()

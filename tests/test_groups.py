@@ -29,7 +29,7 @@ import raykafka
 from raykafka import Admin, Consumer, Producer, TopicPartition
 from raykafka.actors.group_coordinator import INITIAL_REBALANCE_DELAY_MS
 from raykafka.api.connection import group_coordinator
-from raykafka.errors import GroupNotEmpty, StaleGeneration, UnknownGroup
+from raykafka.errors import ConsumerClosed, GroupNotEmpty, StaleGeneration, UnknownGroup
 from tests.conftest import kill_namespace
 
 # Ray workers cannot import this module by name: ship its functions and classes by value.
@@ -676,7 +676,12 @@ def test_message_stream_timeout_ends_iteration(ro_topic, group_id):
     took = time.monotonic() - start
     assert 1.0 <= took < 10.0, took
     stream.close()
-    assert list(stream) == []  # closed: ends at once
+    # closed: iteration ends at once, and no new member joins to hold partitions nobody reads
+    assert list(stream) == []
+    assert list(stream.batches()) == []
+    with pytest.raises(ConsumerClosed):
+        _ = stream.consumer
+    assert Admin().describe_group(group_id).members == []
 
 
 def test_message_stream_batches_have_the_api_columns(ro_topic, group_id):

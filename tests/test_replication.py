@@ -239,8 +239,8 @@ def test_unreplicated_partition_offline_then_back_with_its_data(cluster, rkc):
         assert time.monotonic() < deadline, "partition 0 still answers after its node crashed"
         time.sleep(0.5)
     started = time.monotonic()
-    with pytest.raises(RequestTimedOut):
-        Producer(request_timeout_ms=3000).send("single", b"lost", partition=0).result(timeout=30)
+    with pytest.raises(RequestTimedOut), Producer(request_timeout_ms=3000) as producer:
+        producer.send("single", b"lost", partition=0).result(timeout=30)
     assert time.monotonic() - started < 15, "fails within the request timeout (plus detection), not hangs"
     with Producer() as producer:  # the other partitions keep working
         for p in others:

@@ -27,9 +27,16 @@ from raykafka.api.connection import Settings, current_settings, group_coordinato
 from raykafka.api.fetch import decode_fetch, empty_table
 from raykafka.api.group_member import GroupMember
 from raykafka.api.message import Message
-from raykafka.api.rpc import ACTOR_GONE, call, unwrap
+from raykafka.api.rpc import ACTOR_GONE, call, require_ray, unwrap
 from raykafka.api.validation import check_int, check_timeout
-from raykafka.errors import ConsumerClosed, NotLeader, OffsetOutOfRange, RequestTimedOut, StaleGeneration
+from raykafka.errors import (
+    ConsumerClosed,
+    NotLeader,
+    OffsetOutOfRange,
+    RayNotConnected,
+    RequestTimedOut,
+    StaleGeneration,
+)
 from raykafka.groups.assignors import STRATEGIES
 from raykafka.topic_config import validate_group_id, validate_topic_name
 from raykafka.types import TopicPartition
@@ -253,6 +260,7 @@ class Consumer:
         for fetcher in self._fetchers.values():
             if fetcher.in_flight is None and fetcher.buffered_bytes < self.fetch_max_bytes:
                 self._ensure_position(fetcher)
+                require_ray()
                 fetcher.in_flight = fetcher.leader.fetch.remote(
                     fetcher.fetch_offset, self.fetch_max_bytes, self.fetch_max_wait_ms
                 )
@@ -264,6 +272,7 @@ class Consumer:
         by_ref = {f.in_flight: f for f in self._fetchers.values() if f.in_flight is not None}
         if not by_ref:
             return
+        require_ray()
         ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=max(0.0, timeout_s))
         if ready and len(by_ref) > 1:  # take whatever else is ready too, without waiting
             more, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=0)
@@ -547,6 +556,7 @@ class Consumer:
         if not self.enable_auto_commit or self.group_id is None or time.monotonic() < self._next_auto_commit:
             return
         self._next_auto_commit = time.monotonic() + self.auto_commit_interval_ms / 1000
+        require_ray()
         if self._pending_commit is not None:
             ready, _ = ray.wait([self._pending_commit], timeout=0)
             if not ready:
@@ -569,7 +579,8 @@ class Consumer:
             return
         try:
             self._commit(offsets)
-        except (StaleGeneration, *ACTOR_GONE) as exc:  # at-least-once: the next owner re-reads
+        # at-least-once: the next owner re-reads (after ray.shutdown(): nothing to tell)
+        except (StaleGeneration, RayNotConnected, *ACTOR_GONE) as exc:
             import logging
 
             logging.getLogger(__name__).info("commit on revoke refused: %s", exc)

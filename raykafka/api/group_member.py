@@ -22,7 +22,8 @@ import uuid
 import ray
 
 from raykafka.api.connection import Settings, group_coordinator
-from raykafka.api.rpc import ACTOR_GONE, unwrap
+from raykafka.api.rpc import ACTOR_GONE, require_ray, unwrap
+from raykafka.errors import RayNotConnected
 from raykafka.types import TopicPartition
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class GroupMember:
         self._wake.set()
         self._thread.join(timeout=5)
         try:
+            require_ray()
             ray.get(self.coordinator.leave.remote(self.member_id), timeout=self.request_timeout_ms / 1000)
         except Exception as exc:  # the session timeout removes us anyway
             logger.info(
@@ -118,11 +120,11 @@ class GroupMember:
 
     def _run(self) -> None:
         while not self._stopped.is_set():
-            if not ray.is_initialized():  # this process left Ray (ray.shutdown): so does the member
-                return
             answer = None
             try:
                 answer = self._exchange()
+            except RayNotConnected:  # this process left Ray (ray.shutdown): so does the member
+                return
             except (*ACTOR_GONE, ray.exceptions.GetTimeoutError) as exc:
                 logger.info(
                     "group %s: coordinator unreachable (%s); retrying", self.group_id, type(exc).__name__
@@ -145,6 +147,7 @@ class GroupMember:
         # The coordinator saw us no earlier than we sent this: count the session from here,
         # so we fence ourselves no later than it may remove us (not from when the answer came).
         sent = time.monotonic()
+        require_ray()
         with self._lock:
             owned = list(self._owned)
             applied = self._applied_seq if self._applied_incarnation == self._incarnation else 0

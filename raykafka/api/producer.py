@@ -44,7 +44,7 @@ from raykafka.api.batching import normalize_table, now_ms, to_record_batch
 from raykafka.api.connection import Settings, current_settings, topic_manager
 from raykafka.api.message import Message, MessageSet, check_bytes, check_headers, check_timestamp
 from raykafka.api.record_builder import MAX_OFFSET, RecordBuilder, RecordFutureBase
-from raykafka.api.rpc import ACTOR_GONE, LEADER_ATTEMPT_S, call, unwrap
+from raykafka.api.rpc import ACTOR_GONE, LEADER_ATTEMPT_S, call, require_ray, unwrap
 from raykafka.api.validation import check_int
 from raykafka.errors import (
     MessageTooLarge,
@@ -939,6 +939,7 @@ class Producer:
     def _ship(self, request: _Request) -> None:
         batches = request.batches
         try:
+            require_ray()  # not after ray.shutdown(): fails these batches, starts no new Ray
             for batch in batches:
                 if isinstance(batch.payload, RecordBuilder):
                     batch.payload = encode_record_batch(to_record_batch(batch.payload))

@@ -21,7 +21,7 @@ from ray.exceptions import (
     RayTaskError,
 )
 
-from raykafka.errors import NotLeader, RayKafkaError, RequestTimedOut
+from raykafka.errors import NotLeader, RayKafkaError, RayNotConnected, RequestTimedOut
 
 #: Pause between retries of a call whose actor is restarting.
 RETRY_BACKOFF_S = 0.2
@@ -34,6 +34,19 @@ LEADER_ATTEMPT_S = 2.0
 #: The actor cannot answer now: it died, is restarting, or cannot be restarted where it is pinned
 #: (``ActorUnschedulableError``: its node is gone). Callers re-read where it lives and retry.
 ACTOR_GONE = (RayActorError, ActorUnavailableError, ActorDiedError, ActorUnschedulableError)
+
+
+def require_ray() -> None:
+    """Raise RayNotConnected unless this process is connected to Ray.
+
+    Called before a client's actor call: after ``ray.shutdown()`` Ray's auto-init would start a
+    new local Ray on the call -- from a producer's or heartbeat's background thread too, racing
+    the user's next ``ray.init`` -- and the client's actor handles belong to the old one."""
+    if not ray.is_initialized():
+        raise RayNotConnected(
+            "this process is not connected to Ray (ray.shutdown() was called); "
+            "call raykafka.connect() and create new clients"
+        )
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -78,6 +91,7 @@ def call(
                 + "; is the partition's node alive? raise request_timeout_ms to wait longer"
             )
         if ref is None:
+            require_ray()
             ref = method.remote(*args, **kwargs)
         try:
             return ray.get(ref, timeout=min(remaining, LEADER_ATTEMPT_S) if ask_again else remaining)

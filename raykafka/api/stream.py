@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from raykafka.api.connection import Settings, ensure_ray
 from raykafka.api.message import Message
+from raykafka.errors import ConsumerClosed
 
 #: Longest single wait inside iteration, so close() and timeout_s are noticed promptly.
 POLL_SLICE_S = 0.5
@@ -71,7 +72,11 @@ class MessageStream:
 
     @property
     def consumer(self):
-        """The group member behind this stream (created at first use, in this process)."""
+        """The group member behind this stream (created at first use, in this process).
+        Raises ConsumerClosed once the stream is closed: a new member would join the group and
+        hold partitions nobody reads."""
+        if self._closed:
+            raise ConsumerClosed("this MessageStream is closed; create new streams")
         if self._consumer is None:
             from raykafka.api.consumer import Consumer
 
@@ -81,6 +86,8 @@ class MessageStream:
         return self._consumer
 
     def __iter__(self) -> Iterator[Message]:
+        if self._closed:
+            return
         consumer = self.consumer
         started = idle_since = time.monotonic()
         while not self._closed:
@@ -95,6 +102,8 @@ class MessageStream:
 
     def batches(self, max_messages: int = 10000) -> Iterator[pa.Table]:
         """Arrow tables of up to ``max_messages`` records, as they arrive (columns as poll_batch)."""
+        if self._closed:
+            return
         consumer = self.consumer
         started = idle_since = time.monotonic()
         while not self._closed:
