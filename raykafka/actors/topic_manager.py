@@ -63,6 +63,10 @@ MONITOR_INTERVAL_MS = 500
 LEADER_FAILURES_TO_ELECT = 2
 #: How often dead nodes' replicas are looked at for re-placement.
 NODE_CHECK_INTERVAL_MS = 2_000
+#: A partition whose leader actor was created this recently and has not answered yet is starting
+#: (a process to start, its log to open: seconds when a restarted cluster re-creates many at
+#: once on 2 CPUs), not offline: logged at INFO, not ERROR.
+REPLICA_START_GRACE_S = 60.0
 #: How long reassign_partitions waits for new replicas to catch up.
 REASSIGN_TIMEOUT_S = 300
 #: Upper bound on what one request may ask for (a named limit, not an accident).
@@ -94,6 +98,8 @@ class TopicManager:
         self.lock = asyncio.Lock()
         self.partition_locks: dict[tuple[str, int], asyncio.Lock] = {}
         self.leader_failures: Counter = Counter()
+        self.starting: dict[str, float] = {}  # replica_id -> when its actor was created, until it answers
+        self.said: dict[tuple[str, int], tuple[int, str]] = {}  # logged of a leaderless partition
         for name, topic in self.topics.items():
             if topic.get("deleting"):
                 continue  # finished by the monitor
@@ -123,6 +129,7 @@ class TopicManager:
             return ray.get_actor(name, namespace=self.namespace)
         except ValueError:
             pass
+        self.starting[replica["replica_id"]] = time.monotonic()
         options = {}
         if self.replica_lag_time_max_ms is not None:
             options["replica_lag_time_max_ms"] = self.replica_lag_time_max_ms
@@ -277,6 +284,7 @@ class TopicManager:
 
     async def replica_ready(self, topic: str, partition: int, replica_id: str) -> None:
         """A replica (re)started and asks for its role; it gets it through become_*."""
+        self.starting.pop(replica_id, None)  # up: from now on, not answering is a failure
         try:
             part = self._part(topic, partition)
         except (UnknownTopic, ValueError):
@@ -312,7 +320,7 @@ class TopicManager:
                 if state is None:
                     continue
                 if candidate == old and state["role"] == "leader" and state["epoch"] == part["leader_epoch"]:
-                    self.leader_failures.pop((topic, partition), None)
+                    self._leader_answers((topic, partition), old)
                     return  # it answers again as the leader it was (it was busy, or restarted and back)
                 part["leader"] = candidate
                 part["leader_epoch"] += 1
@@ -329,19 +337,40 @@ class TopicManager:
                     reason,
                 )
                 await self._install(topic, part)
-                self.leader_failures.pop((topic, partition), None)
+                self._leader_answers((topic, partition), candidate)
                 return
+            key = (topic, partition)
             home = self._spare_disk_of(part, old)
-            if home is None:
-                logger.error("%s-%d: offline: no in-sync replica answers (%s)", topic, partition, reason)
-            elif self.leader_failures[(topic, partition)] == LEADER_FAILURES_TO_ELECT:  # say it once
-                logger.info(
+            started = self.starting.get(old)
+            if home is not None:
+                self._say_once(
+                    key,
+                    logging.INFO,
                     "%s-%d: waiting for its replica to be re-created on a live node with the same disk %s "
                     "(its node is not in this Ray cluster: a restarted cluster, or the node was replaced)",
                     topic,
                     partition,
                     home,
                 )
+            elif started is not None and time.monotonic() - started < REPLICA_START_GRACE_S:
+                message = "%s-%d: waiting for replica %s to start"
+                self._say_once(key, logging.INFO, message, topic, partition, old)
+            else:
+                message = "%s-%d: offline: no in-sync replica answers (%s)"
+                self._say_once(key, logging.ERROR, message, topic, partition, reason)
+
+    def _say_once(self, key: tuple[str, int], level: int, message: str, *args) -> None:
+        """Log what a leaderless partition waits for once, not at every check (every 0.5 s)."""
+        if self.said.get(key) != (level, message):
+            self.said[key] = (level, message)
+            logger.log(level, message, *args)
+
+    def _leader_answers(self, key: tuple[str, int], replica_id: str) -> None:
+        """The partition has a leader that answers: its failure count and what was said of it end."""
+        self.leader_failures.pop(key, None)
+        self.starting.pop(replica_id, None)
+        if self.said.pop(key, (logging.NOTSET, ""))[0] == logging.ERROR:  # it was reported offline
+            logger.warning("%s-%d: back online, led by %s", *key, replica_id)
 
     def _spare_disk_of(self, part: dict, replica_id: str) -> str | None:
         """The storage identity of ``replica_id`` when its node is gone and a live node sees the
@@ -397,7 +426,7 @@ class TopicManager:
                 return
             state = await self._state(part["leader"])
             if state is not None:
-                self.leader_failures.pop(key, None)
+                self._leader_answers(key, part["leader"])
                 if state["role"] == "unknown":  # restarted; it is asking for its role too
                     await self.replica_ready(name, part["partition"], part["leader"])
                 return
