@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -258,6 +259,24 @@ def test_unreplicated_partition_offline_then_back_with_its_data(cluster, rkc):
     assert during.result(timeout=90)[0].offset == 1
     early.close()
     assert read_all("single", 0, 2) == {0: b"keep-0", 1: b"during"}
+    # The manager said so once per state, not at each 0.5 s check (5 ERRORs here, before).
+    said = manager_log(cluster, rkc, "single-0: ")
+    assert sum("offline: no in-sync replica answers" in line for line in said) == 1, said
+    assert any(line.startswith("single-0: back online") for line in said), said
+
+
+def manager_log(cluster, settings, prefix: str) -> list[str]:
+    """The lines starting with ``prefix`` in the TopicManager's log (its worker's stderr)."""
+    import ray
+
+    from raykafka.actors.naming import TOPIC_MANAGER_NAME
+
+    manager = ray.get_actor(TOPIC_MANAGER_NAME, namespace=settings.namespace)
+    pid = ray.get(manager.ping.remote())["pid"]
+    logs = Path(cluster.head_node.get_session_dir_path()) / "logs"
+    (path,) = logs.glob(f"worker-*-{pid}.err")
+    with open(path) as f:
+        return [line.rstrip("\n") for line in f if line.startswith(prefix)]
 
 
 def test_group_consumes_across_failover_without_skipping(cluster, rkc):

@@ -100,6 +100,7 @@ class TopicManager:
         self.leader_failures: Counter = Counter()
         self.starting: dict[str, float] = {}  # replica_id -> when its actor was created, until it answers
         self.said: dict[tuple[str, int], tuple[int, str]] = {}  # logged of a leaderless partition
+        self.reported_offline: set[tuple[str, int]] = set()  # ... at ERROR, in its current outage
         for name, topic in self.topics.items():
             if topic.get("deleting"):
                 continue  # finished by the monitor
@@ -340,7 +341,8 @@ class TopicManager:
                 self._leader_answers((topic, partition), candidate)
                 return
             key = (topic, partition)
-            home = self._spare_disk_of(part, old)
+            alive = self._alive_nodes()
+            home = self._spare_disk_of(part, old, alive)
             started = self.starting.get(old)
             if home is not None:
                 self._say_once(
@@ -352,7 +354,11 @@ class TopicManager:
                     partition,
                     home,
                 )
-            elif started is not None and time.monotonic() - started < REPLICA_START_GRACE_S:
+            elif (
+                started is not None
+                and time.monotonic() - started < REPLICA_START_GRACE_S
+                and (self._replica(part, old) or {}).get("node_id") in alive  # (pinned to a dead node: never)
+            ):
                 message = "%s-%d: waiting for replica %s to start"
                 self._say_once(key, logging.INFO, message, topic, partition, old)
             else:
@@ -364,19 +370,27 @@ class TopicManager:
         if self.said.get(key) != (level, message):
             self.said[key] = (level, message)
             logger.log(level, message, *args)
+            if level >= logging.ERROR:
+                self.reported_offline.add(key)
 
     def _leader_answers(self, key: tuple[str, int], replica_id: str) -> None:
         """The partition has a leader that answers: its failure count and what was said of it end."""
         self.leader_failures.pop(key, None)
         self.starting.pop(replica_id, None)
-        if self.said.pop(key, (logging.NOTSET, ""))[0] == logging.ERROR:  # it was reported offline
+        self.said.pop(key, None)
+        if key in self.reported_offline:
+            self.reported_offline.discard(key)
             logger.warning("%s-%d: back online, led by %s", *key, replica_id)
 
-    def _spare_disk_of(self, part: dict, replica_id: str) -> str | None:
+    @staticmethod
+    def _replica(part: dict, replica_id: str | None) -> dict | None:
+        """``part``'s replica record of ``replica_id``, None if it has none."""
+        return next((r for r in part["replicas"] if r["replica_id"] == replica_id), None)
+
+    def _spare_disk_of(self, part: dict, replica_id: str, alive: dict[str, dict]) -> str | None:
         """The storage identity of ``replica_id`` when its node is gone and a live node sees the
         same disk -- the replacer will re-create it there -- else None."""
-        replica = next((r for r in part["replicas"] if r["replica_id"] == replica_id), None)
-        alive = self._alive_nodes()
+        replica = self._replica(part, replica_id)
         if replica is None or replica["node_id"] in alive:
             return None
         home = replica.get("storage_id")
@@ -666,7 +680,7 @@ class TopicManager:
         }
 
     def _leader_name(self, topic: str, part: dict) -> str | None:
-        replica = next((r for r in part["replicas"] if r["replica_id"] == part["leader"]), None)
+        replica = self._replica(part, part["leader"])
         return None if replica is None else self._actor_name(topic, part["partition"], replica)
 
     async def describe_topic(self, name: str) -> TopicDescription:
