@@ -81,6 +81,13 @@ def ray_head(tmp_path_factory):
     head.stop()
 
 
+def raykafka_threads() -> dict[int, str]:
+    """This process's producer sender and group heartbeat threads: ident -> name."""
+    import threading
+
+    return {t.ident: t.name for t in threading.enumerate() if t.name.startswith("raykafka-")}
+
+
 @pytest.fixture(autouse=True)
 def no_client_left_running(request):
     """Fail a test that leaves a producer's sender or a group member's heartbeat thread running.
@@ -88,16 +95,11 @@ def no_client_left_running(request):
     Such a thread outlives its test and keeps calling Ray: a member holds partitions nobody
     reads, and a call racing a later test's ``ray.shutdown()`` used to start a new Ray.
     """
-    import threading
-
-    def running() -> dict[int, str]:
-        return {t.ident: t.name for t in threading.enumerate() if t.name.startswith("raykafka-")}
-
-    before = running()  # blamed on the test that started them, not on every later one
+    before = raykafka_threads()  # blamed on the test that started them, not on every later one
     yield
     deadline = time.monotonic() + 2.0  # close() has joined them; allow a slow exit
     while True:
-        alive = [name for ident, name in running().items() if ident not in before]
+        alive = [name for ident, name in raykafka_threads().items() if ident not in before]
         if not alive or time.monotonic() > deadline:
             break
         time.sleep(0.05)

@@ -293,7 +293,7 @@ def test_ray_shutdown_under_open_clients_starts_no_new_ray(rk, topic_name):
     heartbeats. Neither may start a new Ray behind the user's back -- Ray's auto-init would, on
     their next call, from their background threads too, racing the user's own next ``ray.init``
     (seen in CI: "Maybe you called ray.init twice"). Calls fail with RayNotConnected instead."""
-    from tests.conftest import ensure_local_ray
+    from tests.conftest import ensure_local_ray, raykafka_threads
 
     topic = topic_name()
     Admin().create_topic(topic, partitions=1)
@@ -317,6 +317,6 @@ def test_ray_shutdown_under_open_clients_starts_no_new_ray(rk, topic_name):
             producer.close()  # flush reports the batches that could not go
         time.sleep(0.5)  # the heartbeat thread had ~10 turns
         assert not ray.is_initialized()
-        assert [t.name for t in threading.enumerate() if t.name.startswith("raykafka-")] == []
+        assert raykafka_threads() == {}
     finally:
         ensure_local_ray()

@@ -129,15 +129,18 @@ def read_all(topic: str, partition: int, expected: int, timeout_s: float = 60) -
     return got
 
 
-def kill_topic_manager(settings) -> None:
+def manager_pid(settings) -> int:
+    """The TopicManager's process id; it runs on the head node, i.e. on this machine."""
     import ray
 
     from raykafka.actors.naming import TOPIC_MANAGER_NAME
 
     manager = ray.get_actor(TOPIC_MANAGER_NAME, namespace=settings.namespace)
-    pid = ray.get(manager.ping.remote())["pid"]
-    # the manager runs on the head node, i.e. on this machine
-    os.kill(pid, signal.SIGKILL)
+    return ray.get(manager.ping.remote())["pid"]
+
+
+def kill_topic_manager(settings) -> None:
+    os.kill(manager_pid(settings), signal.SIGKILL)
 
 
 def test_placement_spreads_replicas_and_leaders(rkc):
@@ -267,14 +270,8 @@ def test_unreplicated_partition_offline_then_back_with_its_data(cluster, rkc):
 
 def manager_log(cluster, settings, prefix: str) -> list[str]:
     """The lines starting with ``prefix`` in the TopicManager's log (its worker's stderr)."""
-    import ray
-
-    from raykafka.actors.naming import TOPIC_MANAGER_NAME
-
-    manager = ray.get_actor(TOPIC_MANAGER_NAME, namespace=settings.namespace)
-    pid = ray.get(manager.ping.remote())["pid"]
     logs = Path(cluster.head_node.get_session_dir_path()) / "logs"
-    (path,) = logs.glob(f"worker-*-{pid}.err")
+    (path,) = logs.glob(f"worker-*-{manager_pid(settings)}.err")
     with open(path) as f:
         return [line.rstrip("\n") for line in f if line.startswith(prefix)]
 
