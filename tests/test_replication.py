@@ -20,6 +20,7 @@ import pytest
 
 import raykafka
 from raykafka import Admin, Consumer, Producer, TopicPartition
+from raykafka.actors.topic_manager import MONITOR_INTERVAL_MS
 from raykafka.errors import RequestTimedOut
 from tests import conftest
 
@@ -237,6 +238,9 @@ def test_unreplicated_partition_offline_then_back_with_its_data(cluster, rkc):
     others = [p.partition for p in description.partitions if p.leader_node_id != victim]
     early = Producer(linger_ms=0, request_timeout_ms=120_000)
     early.partitions_for("single")  # holds the partition's old actor handle through the crash
+    # The manager counts a leader that never answered its check as starting, not offline: let
+    # its checks (every MONITOR_INTERVAL_MS) see this one answer first.
+    time.sleep(4 * MONITOR_INTERVAL_MS / 1000)
     label = crash_node(cluster, victim)
     deadline = time.monotonic() + 30
     while not admin.describe_topic("single").partitions[0].offline:  # its process dies within ~2 s

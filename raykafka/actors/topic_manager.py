@@ -98,7 +98,9 @@ class TopicManager:
         self.lock = asyncio.Lock()
         self.partition_locks: dict[tuple[str, int], asyncio.Lock] = {}
         self.leader_failures: Counter = Counter()
-        self.starting: dict[str, float] = {}  # replica_id -> when its actor was created, until it answers
+        # replica_id -> when its actor was created, until it answers a check as leader (asking for
+        # its role is not enough: a fresh actor still opening its log may miss the next checks)
+        self.starting: dict[str, float] = {}
         self.said: dict[tuple[str, int], tuple[int, str]] = {}  # logged of a leaderless partition
         self.reported_offline: set[tuple[str, int]] = set()  # ... at ERROR, in its current outage
         for name, topic in self.topics.items():
@@ -285,7 +287,6 @@ class TopicManager:
 
     async def replica_ready(self, topic: str, partition: int, replica_id: str) -> None:
         """A replica (re)started and asks for its role; it gets it through become_*."""
-        self.starting.pop(replica_id, None)  # up: from now on, not answering is a failure
         try:
             part = self._part(topic, partition)
         except (UnknownTopic, ValueError):
