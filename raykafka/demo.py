@@ -1,4 +1,4 @@
-"""The main job: start (or join) Ray, create a topic, produce and consume with the seed's API.
+"""The main job: start (or join) Ray, create a topic, produce and consume with the Kafka paper's API.
 
 Run ``python -m raykafka.demo`` (or ``raykafka-demo``). With no Ray running it
 starts a local one (the embedded default) and keeps data in
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"topic {args.topic!r} exists; appending to it")
     start_offset = admin.list_offsets(args.topic, 0, "latest")
 
-    # The seed's producer call: a MessageSet of Messages.
+    # The Kafka paper's producer call: a MessageSet of Messages.
     with Producer() as producer:
         first = producer.send(args.topic, MessageSet(Message(b"test message str"))).result(timeout=30)[0]
         print(f"sent 'test message str' -> {first.topic}[{first.partition}] offset {first.offset}")
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({'compiled' if record_builder.COMPILED else 'pure-Python'} record builder)"
     )
 
-    # The seed's consumer: message streams of a group, iterated; each message's payload.
+    # The Kafka paper's consumer: message streams of a group, iterated; each message's payload.
     # A group of its own per run reads from the earliest offset and skips older runs' messages.
     consumer = Consumer(group_id=f"demo-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest")
     streams = consumer.create_message_streams(args.topic, 1)

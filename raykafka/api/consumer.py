@@ -618,8 +618,8 @@ class Consumer:
         return call(self._group().committed, tps, timeout_s=self._timeout_s, what="committed")
 
     def create_message_streams(self, topic: str, n: int = 1, timeout_s: float | None = None) -> list:
-        """``n`` MessageStreams over ``topic``, each one member of this consumer's group (the seed's
-        call). Streams are picklable: hand them to Ray tasks or actors and iterate them there."""
+        """``n`` MessageStreams over ``topic``, each one member of this consumer's group (the Kafka
+        paper's call). Streams are picklable: hand them to Ray tasks or actors and iterate them there."""
         from raykafka.api.stream import MessageStream
 
         self._check_open()

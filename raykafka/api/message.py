@@ -1,4 +1,4 @@
-"""``Message`` and ``MessageSet``: the seed's message types.
+"""``Message`` and ``MessageSet``: the Kafka paper's message types.
 
 A Message is what a producer sends and what a consumer iterates. ``__slots__``
 keep it small, because the message iterator builds one per record.
@@ -84,7 +84,7 @@ class Message:
         return m
 
     def payload(self) -> bytes:
-        """The message's bytes (the seed's accessor; same as ``.value``)."""
+        """The message's bytes (the Kafka paper's accessor; same as ``.value``)."""
         return self.value
 
     def __eq__(self, other: object) -> bool:
@@ -101,7 +101,7 @@ class Message:
 
 
 class MessageSet:
-    """An ordered set of Messages to send together (the seed's ``MessageSet``).
+    """An ordered set of Messages to send together (the Kafka paper's ``MessageSet``).
 
     >>> len(MessageSet(Message(b"a")))
     1

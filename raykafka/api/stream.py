@@ -1,4 +1,4 @@
-"""MessageStream: one member of a consumer group as an iterable, picklable object (the seed's stream).
+"""MessageStream: one member of a consumer group as an iterable, picklable object (the Kafka paper's stream).
 
 ``Consumer.create_message_streams(topic, n)`` returns ``n`` of them. A stream
 holds only settings, so it pickles: hand it to a Ray task or actor, and its
