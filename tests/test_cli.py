@@ -207,6 +207,21 @@ def test_topics_create_list_describe_alter_delete(ray_head, ns):
     assert topic not in [d["name"] for d in json.loads(ok(rk(ray_head, ns, "topics", "list", "--json")))]
 
 
+def test_creating_an_existing_topic_names_the_commands_to_run(ray_head, ns):
+    """The API's TopicAlreadyExists names Admin methods; the CLI's hint names CLI commands, which work."""
+    topic = name("exists")
+    ok(rk(ray_head, ns, "topics", "create", topic))
+    line = fails(rk(ray_head, ns, "topics", "create", topic, "--partitions", "3"))
+    assert line == (
+        f"error: topic '{topic}' already exists; see it with `raykafka topics describe {topic}`, "
+        f"or run `raykafka topics delete {topic}` first"
+    )
+    assert "describe_topic" not in line and "delete_topic" not in line
+    ok(rk(ray_head, ns, "topics", "delete", topic))  # the hint's command, then the create works
+    assert "(3 partitions," in ok(rk(ray_head, ns, "topics", "create", topic, "--partitions", "3"))
+    ok(rk(ray_head, ns, "topics", "delete", topic))
+
+
 # -- produce / consume ----------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ import click
 from rich.markup import escape
 
 from raykafka.cli import output
+from raykafka.cli.context import CliError
 
 _JSON_HELP = "Print the API's description objects as JSON (see docs/CLI.md)."
 
@@ -91,11 +92,19 @@ def topics() -> None:
 @click.pass_context
 def create(ctx, name: str, partitions: int, replication_factor: int, configs: dict[str, str]) -> None:
     """Create topic NAME (1-249 chars of [a-zA-Z0-9._-])."""
+    from raykafka.errors import TopicAlreadyExists
+
     check_topic(name, configs)
     admin = _admin(ctx)
-    admin.create_topic(
-        name, partitions=partitions, replication_factor=replication_factor, config=configs or None
-    )
+    try:
+        admin.create_topic(
+            name, partitions=partitions, replication_factor=replication_factor, config=configs or None
+        )
+    except TopicAlreadyExists:  # the API's message names Admin methods; here the commands are meant
+        raise CliError(
+            f"topic {name!r} already exists; see it with `raykafka topics describe {name}`, "
+            f"or run `raykafka topics delete {name}` first"
+        ) from None
     click.echo(
         f"created topic {name} ({partitions} partition{'s' if partitions != 1 else ''}, "
         f"replication factor {replication_factor})"
