@@ -9,12 +9,17 @@ formatting run in-process, without Ray.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import re
 import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 import uuid
 
@@ -369,3 +374,117 @@ def test_group_consume_ctrl_c_commits_then_describe_status_delete(ray_head, ns):
     assert ok(rk(ray_head, ns, "groups", "delete", group)) == f"deleted group {group}\n"
     listed = json.loads(ok(rk(ray_head, ns, "groups", "list", "--json")))
     assert isinstance(listed, list) and group not in [g["group_id"] for g in listed]
+
+
+# -- --watch --------------------------------------------------------------------------------
+
+WHOLE_NODE_ID = re.compile(r"\b[0-9a-f]{56}\b")
+
+
+def _start(ray_head, ns, *args, stdout):
+    """The CLI in the background, as from a shell: Ctrl-C (SIGINT) reaches it with its default handler."""
+    return subprocess.Popen(
+        ["raykafka", "--namespace", ns, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env={**ray_head.env, "TERM": "xterm-256color", "COLUMNS": "200", "LINES": "50"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def _read_until(proc, fd: int, done, timeout_s: float, seen: bytearray) -> str:
+    """Read ``fd`` into ``seen`` until ``done(text so far)``; fails on timeout or exit."""
+    deadline = time.monotonic() + timeout_s
+    while not done(seen.decode(errors="replace")):
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out; output so far: {seen.decode(errors='replace')[-3000:]!r}"
+        ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # a pty whose other end has closed
+                chunk = b""
+            assert chunk, f"exited early (rc={proc.wait()}): {proc.stderr.read()!r}"
+            seen += chunk
+    return seen.decode(errors="replace")
+
+
+def _ctrl_c(proc) -> str:
+    """Send Ctrl-C; the watch must end with status 0 and no traceback. Returns stderr."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read().decode(errors="replace")
+    assert code == 0, f"rc={code}, stderr: {err}"
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    return err
+
+
+def test_watch_options_are_checked_before_connecting(ray_head, ns):
+    assert "--interval needs --watch" in fails(rk(ray_head, ns, "status", "--interval", "1"), code=2)
+    assert "cannot be combined" in fails(
+        rk(ray_head, ns, "groups", "describe", "g", "--watch", "--json"), code=2
+    )
+    assert "--interval" in fails(rk(ray_head, ns, "status", "--watch", "--interval", "0"), code=2)
+
+
+def test_status_watch_redraws_in_a_terminal_until_ctrl_c(ray_head, ns):
+    topic = name("watched")
+    ok(rk(ray_head, ns, "topics", "create", topic, "--partitions", "3"))
+    primary, replica = pty.openpty()
+    fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+    proc = _start(ray_head, ns, "status", "--watch", "--interval", "0.5", stdout=replica)
+    os.close(replica)
+    try:
+        seen = bytearray()
+        # a live view on a terminal: redrawn in place, the topic's partitions in it
+        text = _read_until(proc, primary, lambda t: t.count("every 0.5s") >= 3 and topic in t, 90, seen)
+        assert "Ctrl-C to stop" in text
+        assert "\x1b[" in text  # cursor movement: redrawn, not appended
+        plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+        assert "Ray nodes: 1 alive, 0 dead" in plain
+        assert re.search(rf"{re.escape(topic)}\s+2\s+[0-9a-f]{{12}}\s", plain), plain[-3000:]
+        assert not WHOLE_NODE_ID.search(plain)  # tables show short node ids
+        _ctrl_c(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(primary)
+
+
+def test_group_describe_watch_shows_lag_change_until_ctrl_c(ray_head, ns):
+    topic, group = name("lagging"), name("g")
+    ok(rk(ray_head, ns, "topics", "create", topic, "--partitions", "2"))
+    ok(rk(ray_head, ns, "produce", topic, "-K", "=", input="".join(f"k{i}=v{i}\n" for i in range(10))))
+    ok(rk(ray_head, ns, "consume", topic, "--group", group, "--from-beginning", "-c", "10"))
+
+    # in a pipe: one plain snapshot per refresh
+    proc = _start(
+        ray_head, ns, "groups", "describe", group, "--watch", "--interval", "0.5", stdout=subprocess.PIPE
+    )
+    try:
+        seen = bytearray()
+        header = f"raykafka groups describe {group}  every 0.5s"
+        text = _read_until(proc, proc.stdout.fileno(), lambda t: "total lag: 0" in t, 90, seen)
+        assert text.startswith(header)
+        assert "\x1b" not in text
+        ok(rk(ray_head, ns, "produce", topic, input="late 1\nlate 2\nlate 3\n"))
+        text = _read_until(proc, proc.stdout.fileno(), lambda t: "total lag: 3" in t, 60, seen)
+        _ctrl_c(proc)
+        text += proc.stdout.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    snapshots = [s for s in text.split("\n\n") if s.strip()]
+    assert len(snapshots) >= 2 and all(s.startswith(header) for s in snapshots), text[-3000:]
+    last = rows(snapshots[-1])
+    assert last[1][:2] == ["Group:", group]
+    assert last[2] == ["TOPIC", "PARTITION", "COMMITTED", "LAG", "MEMBER"]
+    assert sum(int(r[3]) for r in last[3:]) == 3
+
+    # an unknown group fails as without --watch: status 1, one line
+    assert "nosuch" in fails(rk(ray_head, ns, "groups", "describe", "nosuch", "--watch"))

@@ -3,6 +3,7 @@ cluster (token auth on)."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -40,5 +41,24 @@ def test_quickstart_notebook(ray_head, tmp_path):
     # connected to the cluster, not a private local Ray
     cluster = re.search(r"Ray cluster: (\S+)", text)
     assert cluster and cluster.group(1).split(":")[-1] == ray_head.address.split(":")[-1], text[:2000]
+    # the keyed records reached every partition of the topic
+    spread = re.search(r"records per partition: (\{.*\})", text)
+    assert spread, text[-3000:]
+    per_partition = ast.literal_eval(spread.group(1))
+    assert sorted(per_partition) == [0, 1] and all(per_partition.values()), per_partition
+    assert sum(per_partition.values()) == 100
+    # describe_topic shows as a table, and its text form is one short line with short node ids
+    [described] = [
+        o["data"]
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
+        if "".join(o.get("data", {}).get("text/plain", "")).startswith("TopicDescription(")
+    ]
+    plain = "".join(described["text/plain"])
+    assert plain.startswith("TopicDescription('quickstart-") and len(plain) < 300, plain
+    assert not re.search(r"[0-9a-f]{56}", plain), plain
+    partitions_table = "".join(described["text/html"]).split("<details>")[0]  # the config follows
+    assert partitions_table.count("<tr>") == 1 + 2  # header + one row per partition
     # the last cell deleted the topic: a rerun starts clean
     assert nb.cells[-1].outputs[-1]["data"]["text/plain"] == "False"

@@ -59,30 +59,25 @@ def list_(ctx, as_json: bool) -> None:
     output.Printer().print(groups_table(descriptions))
 
 
-@groups.command("describe", short_help="Members, committed offsets, lag.")
-@click.argument("group_id", metavar="GROUP")
-@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
-@click.pass_context
-def describe(ctx, group_id: str, as_json: bool) -> None:
-    """Members, and per partition: committed offset, lag and the member reading it."""
-    d = _admin(ctx).describe_group(group_id)
-    if as_json:
-        output.print_json(d)
-        return
-    console = output.Printer()
-    console.print(
+def describe_view(d):
+    """The human view of a GroupDescription: a header line, a row per partition, a row per member."""
+    from rich.console import Group
+
+    parts: list = [
         f"Group: {escape(d.group_id)}  state: {d.state}  generation: {d.generation}  "
         f"members: {len(d.members)}  total lag: {total_lag(d)}"
-    )
+    ]
     owner = {}
     for m in d.members:
         for tp in m.assignment:
             owner[(tp.topic, tp.partition)] = m.member_id
-    parts = sorted(set(owner) | {(tp.topic, tp.partition) for tp in d.committed}, key=lambda k: (k[0], k[1]))
+    partitions = sorted(
+        set(owner) | {(tp.topic, tp.partition) for tp in d.committed}, key=lambda k: (k[0], k[1])
+    )
     committed = {(tp.topic, tp.partition): o for tp, o in d.committed.items()}
     lag = {(tp.topic, tp.partition): o for tp, o in d.lag.items()}
     t = output.table("TOPIC", "PARTITION", "COMMITTED", "LAG", "MEMBER")
-    for key in parts:
+    for key in partitions:
         t.add_row(
             key[0],
             str(key[1]),
@@ -90,13 +85,37 @@ def describe(ctx, group_id: str, as_json: bool) -> None:
             str(lag[key]) if key in lag else "-",
             escape(owner.get(key, "-")),
         )
-    console.print(t)
+    parts.append(t)
     if d.members:
         mt = output.table("MEMBER", "NODE", "PARTITIONS")
         for m in d.members:
             assigned = ",".join(f"{tp.topic}:{tp.partition}" for tp in m.assignment) or "-"
             mt.add_row(escape(m.member_id), output.short_id(m.node_id), assigned)
-        console.print(mt)
+        parts.append(mt)
+    return Group(*parts)
+
+
+@groups.command("describe", short_help="Members, committed offsets, lag.")
+@click.argument("group_id", metavar="GROUP")
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+@output.watch_options
+@click.pass_context
+def describe(ctx, group_id: str, as_json: bool, watch: bool, interval: float | None) -> None:
+    """Members, and per partition: committed offset, lag and the member reading it."""
+    interval = output.check_watch_options(watch, interval, as_json)
+    admin = _admin(ctx)
+    if watch:
+        output.watch(
+            lambda: describe_view(admin.describe_group(group_id)),
+            interval,
+            title=f"raykafka groups describe {group_id}",
+        )
+        return
+    d = admin.describe_group(group_id)
+    if as_json:
+        output.print_json(d)
+        return
+    output.Printer().print(describe_view(d))
 
 
 @groups.command("delete", short_help="Delete a group's offsets.")

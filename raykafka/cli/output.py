@@ -9,7 +9,12 @@ occur in a topic name, so the key splits back unambiguously with
 
 Tables go to stdout through rich. When stdout is not a terminal (a pipe, a file,
 a test) the console is made wide enough that no cell is wrapped or cut, and no
-colour codes are written.
+colour codes are written. Tables show Ray node ids cut to their first 12 hex
+digits (``short_id``); JSON always has them whole.
+
+``watch`` redraws a view (``status --watch``, ``groups describe G --watch``) every
+``--interval`` seconds until Ctrl-C, which ends it with status 0: on a terminal in
+place (rich ``Live``); in a pipe or file as one snapshot after another.
 """
 
 from __future__ import annotations
@@ -18,10 +23,16 @@ import dataclasses
 import json
 import os
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
+from raykafka.types import SHORT_NODE_ID_CHARS, short_node_id
+
 #: Ray node ids are 56 hex digits; tables show this many (JSON always has them whole).
-SHORT_ID_CHARS = 12
+SHORT_ID_CHARS = SHORT_NODE_ID_CHARS
+#: ``--interval`` of ``--watch`` unless given, in seconds.
+WATCH_INTERVAL_S = 2.0
 
 
 def tp_key(tp: Any) -> str:
@@ -118,9 +129,86 @@ NUMERIC_COLUMNS = {
 
 
 def short_id(node_id: str | None) -> str:
-    if not node_id:
-        return "-"
-    return node_id[:SHORT_ID_CHARS]
+    """A node id as tables show it: the first 12 hex digits, ``-`` for none."""
+    return short_node_id(node_id)
+
+
+def watch_options(command):
+    """``--watch`` and ``--interval`` for a command that shows a view (see ``watch``)."""
+    import click
+
+    command = click.option(
+        "--interval",
+        type=click.FloatRange(min=0.1),
+        default=None,
+        metavar="SECONDS",
+        help=f"Seconds between refreshes with --watch (default {WATCH_INTERVAL_S:g}).",
+    )(command)
+    return click.option(
+        "--watch",
+        "-w",
+        is_flag=True,
+        help="Refresh the view in place every --interval seconds until Ctrl-C.",
+    )(command)
+
+
+def check_watch_options(watching: bool, interval: float | None, as_json: bool) -> float:
+    """The interval to watch with; a usage error for ``--interval`` without ``--watch`` or
+    ``--watch`` with ``--json``."""
+    import click
+
+    if interval is not None and not watching:
+        raise click.UsageError("--interval needs --watch")
+    if watching and as_json:
+        raise click.UsageError("--watch and --json cannot be combined")
+    return WATCH_INTERVAL_S if interval is None else interval
+
+
+def watch(render: Callable[[], Any], interval: float, title: str) -> None:
+    """Show ``render()`` (a rich renderable) and refresh it every ``interval`` seconds until
+    Ctrl-C, which returns normally (the command exits 0).
+
+    On a terminal the view is redrawn in place (rich ``Live``); in a pipe or file each refresh
+    is printed as a snapshot, after a blank line. Every view starts with a line naming the
+    command, the interval and the time. The first ``render()`` raises as the command without
+    ``--watch`` would (an unknown group: status 1); a later failure (a restarting cluster, a
+    deleted group) is shown in place of the view, and the next refresh tries again.
+    """
+    from rich.console import Group
+    from rich.markup import escape
+
+    printer = Printer()
+
+    def frame(body: Any) -> Any:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        hint = "" if printer.plain else "  (Ctrl-C to stop)"
+        return Group(f"[dim]{escape(title)}  every {interval:g}s  {stamp}{hint}[/dim]", body)
+
+    def body_or_error() -> Any:
+        try:
+            return render()
+        except Exception as exc:  # shown in the view; the next refresh tries again
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            return f"[red]error: {escape(text)}[/red]"
+
+    try:
+        first = frame(render())
+        if printer.plain:
+            printer.print(first)
+            while True:
+                time.sleep(interval)
+                view = frame(body_or_error())
+                sys.stdout.write("\n")
+                printer.print(view)
+        else:
+            from rich.live import Live
+
+            with Live(first, console=printer.console, auto_refresh=False) as live:
+                while True:
+                    time.sleep(interval)
+                    live.update(frame(body_or_error()), refresh=True)
+    except KeyboardInterrupt:
+        return
 
 
 def error_line(message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
 from raykafka.cli import output
 from raykafka.cli.groups import describe_all as describe_groups
@@ -28,6 +29,52 @@ def ray_nodes() -> list[dict]:
     return sorted(nodes, key=lambda n: (not n["is_head"], not n["alive"], n["node_id"] or ""))
 
 
+def collect(admin) -> dict:
+    """``{nodes, topics, offline_partitions, groups}``: what ``status`` shows (and ``--json`` prints)."""
+    topics = describe_topics(admin, admin.list_topics())
+    return {
+        "nodes": ray_nodes(),
+        "topics": topics,
+        "offline_partitions": [
+            f"{d.name}:{p.partition}" for d in topics for p in d.partitions if is_offline(p)
+        ],
+        "groups": describe_groups(admin, admin.list_groups()),
+    }
+
+
+def view(state: dict, namespace: str):
+    """The human view of ``collect``'s result: one rich renderable (nodes by short id)."""
+    from rich.console import Group
+
+    nodes, topics, offline, groups = (
+        state["nodes"],
+        state["topics"],
+        state["offline_partitions"],
+        state["groups"],
+    )
+    alive = sum(n["alive"] for n in nodes)
+    parts: list = [f"Ray nodes: {alive} alive, {len(nodes) - alive} dead  (namespace: {escape(namespace)})"]
+    t = output.table("NODE ID", "STATE", "ADDRESS", "ROLE")
+    for n in nodes:
+        t.add_row(
+            output.short_id(n["node_id"]),
+            "alive" if n["alive"] else "[red]dead[/red]",
+            n["address"],
+            "head" if n["is_head"] else "worker",
+        )
+    parts += [t, f"Topics: {len(topics)}"]
+    if topics:
+        parts.append(partition_table(*topics, with_topic=True))
+    if offline:
+        parts.append(f"[red]Offline partitions: {len(offline)}[/red]: " + ", ".join(offline))
+    else:
+        parts.append("Offline partitions: 0")
+    parts.append(f"Groups: {len(groups)}")
+    if groups:
+        parts.append(groups_table(groups))
+    return Group(*parts)
+
+
 @click.command(short_help="Nodes, topics, offline partitions, groups.")
 @click.option(
     "--json",
@@ -35,39 +82,21 @@ def ray_nodes() -> list[dict]:
     is_flag=True,
     help="Print {nodes, topics, offline_partitions, groups} as JSON (see docs/CLI.md).",
 )
+@output.watch_options
 @click.pass_context
-def status(ctx, as_json: bool) -> None:
+def status(ctx, as_json: bool, watch: bool, interval: float | None) -> None:
     """Ray nodes, topics (partitions, leaders, offsets), offline partitions, groups and their lag."""
+    interval = output.check_watch_options(watch, interval, as_json)
     ctx.obj.connect()
     from raykafka import Admin
 
     admin = Admin()
-    nodes = ray_nodes()
-    topics = describe_topics(admin, admin.list_topics())
-    offline = [f"{d.name}:{p.partition}" for d in topics for p in d.partitions if is_offline(p)]
-    groups = describe_groups(admin, admin.list_groups())
-    if as_json:
-        output.print_json({"nodes": nodes, "topics": topics, "offline_partitions": offline, "groups": groups})
+    namespace = ctx.obj.namespace
+    if watch:
+        output.watch(lambda: view(collect(admin), namespace), interval, title="raykafka status")
         return
-    console = output.Printer()
-    alive = sum(n["alive"] for n in nodes)
-    console.print(f"Ray nodes: {alive} alive, {len(nodes) - alive} dead  (namespace: {ctx.obj.namespace})")
-    t = output.table("NODE ID", "STATE", "ADDRESS", "ROLE")
-    for n in nodes:
-        t.add_row(
-            n["node_id"] or "-",
-            "alive" if n["alive"] else "[red]dead[/red]",
-            n["address"],
-            "head" if n["is_head"] else "worker",
-        )
-    console.print(t)
-    console.print(f"Topics: {len(topics)}")
-    if topics:
-        console.print(partition_table(*topics, with_topic=True))
-    if offline:
-        console.print(f"[red]Offline partitions: {len(offline)}[/red]: " + ", ".join(offline))
-    else:
-        console.print("Offline partitions: 0")
-    console.print(f"Groups: {len(groups)}")
-    if groups:
-        console.print(groups_table(groups))
+    state = collect(admin)
+    if as_json:
+        output.print_json(state)
+        return
+    output.Printer().print(view(state, namespace))
