@@ -12,6 +12,7 @@ import pytest
 from raykafka import Admin, Consumer, Message, MessageSet, Producer, TopicPartition
 from raykafka.actors.naming import TOPIC_MANAGER_NAME
 from raykafka.errors import MessageTooLarge, OffsetOutOfRange, UnknownTopic
+from raykafka.storage.layout import namespace_root
 from raykafka.topic_config import TOPIC_CONFIG_KEYS
 
 TIMEOUT_S = 30
@@ -240,4 +241,6 @@ def test_recreated_topic_is_empty(rk, topic_name):
     assert read_partition(topic, 0, 1).column("value").to_pylist() == [b"new"]
     [new_dir] = replica_directories(rk, topic)
     assert new_dir not in old_dirs
-    assert new_dir.resolve().is_relative_to((Path(rk.data_dir) / "replicas").resolve())
+    assert new_dir.resolve().is_relative_to(
+        namespace_root(Path(rk.data_dir).resolve(), rk.namespace) / "replicas"
+    )

@@ -23,6 +23,7 @@ from raykafka.errors import (
     TopicAlreadyExists,
     UnknownTopic,
 )
+from raykafka.storage.layout import namespace_root
 from tests.conftest import kill_namespace
 
 TIMEOUT_S = 30
@@ -145,7 +146,8 @@ def test_topic_names_stay_inside_the_data_dir(rk, shared):
         with pytest.raises(InvalidTopicName):
             admin.create_topic(name)
 
-    replicas = (data_dir / "replicas").resolve()
+    namespace_dir = namespace_root(data_dir.resolve(), rk.namespace)
+    replicas = namespace_dir / "replicas"
     manager = raykafka.api.connection.topic_manager(rk)
     import ray
 
@@ -156,7 +158,9 @@ def test_topic_names_stay_inside_the_data_dir(rk, shared):
             assert directory.relative_to(replicas).parts[0].startswith(f"{name}-0")
     # nothing outside data_dir: the test's root holds only it, data_dir only raykafka's own folders
     assert sorted(p.name for p in root.iterdir()) == ["data"]
-    assert {p.name for p in data_dir.iterdir()} <= {"replicas", "metadata", "groups"}
+    assert {p.name for p in data_dir.iterdir()} <= {"namespaces", ".layout-migration.lock"}
+    assert [p.name for p in (data_dir / "namespaces").iterdir()] == [namespace_dir.name]
+    assert {p.name for p in namespace_dir.iterdir()} <= {"replicas", "metadata", "groups", "meta.properties"}
     for path, dirs, _files in os.walk(replicas):
         for d in dirs:
             assert (Path(path) / d).resolve().is_relative_to(replicas)

@@ -17,17 +17,26 @@ import asyncio
 import logging
 import os
 import time
+import uuid
 import warnings
 
 import ray
 
-from raykafka.actors.naming import TOPIC_MANAGER_NAME
-from raykafka.actors.partition import resolve_data_dir
+from raykafka.actors.naming import DEFAULT_NAMESPACE, TOPIC_MANAGER_NAME
 from raykafka.clock import now_ms
 from raykafka.errors import GroupNotEmpty, UnknownTopic
 from raykafka.groups.membership import GroupState, UnknownMember
 from raykafka.groups.offsets_store import OffsetsStore
 from raykafka.metrics import GroupMetrics
+from raykafka.storage.layout import (
+    Identity,
+    adopt_legacy_layout,
+    group_directory,
+    namespace_cluster_id,
+    namespace_root,
+    open_owned_directory,
+    resolve_data_dir,
+)
 from raykafka.types import GroupDescription, MemberDescription, TopicPartition
 
 logger = logging.getLogger(__name__)
@@ -51,12 +60,9 @@ INITIAL_REBALANCE_MAX_MS = 3_000
 LAG_METRIC_INTERVAL_MS = 2_000
 
 
-def group_directory(data_dir: str | None, group_id: str):
-    root = (resolve_data_dir(data_dir) / "groups").resolve()
-    path = (root / group_id).resolve()
-    if path.parent != root:
-        raise ValueError(f"group directory {path} would lie outside {root}")
-    return path
+#: How long a new coordinator waits for its group directory's lock (a previous process may
+#: still be exiting).
+GROUP_LOCK_WAIT_S = 2.0
 
 
 class GroupCoordinator:
@@ -65,7 +71,18 @@ class GroupCoordinator:
         self.namespace = namespace
         # Answer numbers keep growing across restarts of this actor (see GroupState).
         self.state = GroupState(group_id, first_seq=time.time_ns() // 1_000)
-        self.store = OffsetsStore(group_directory(data_dir, group_id))
+        node_data_dir = resolve_data_dir(data_dir)
+        root = namespace_root(node_data_dir, namespace)
+        if namespace == DEFAULT_NAMESPACE:
+            adopt_legacy_layout(node_data_dir, root)  # groups written before namespaces are the default's
+        directory = group_directory(root, group_id)
+        # One owner per group directory (DirectoryLocked otherwise), for this process's lifetime.
+        self._dir_lock = open_owned_directory(
+            directory,
+            Identity("group", namespace, namespace_cluster_id(root, namespace, uuid.uuid4().hex), group_id),
+            wait_s=GROUP_LOCK_WAIT_S,
+        )
+        self.store = OffsetsStore(directory)
         with warnings.catch_warnings():
             # Ray's property reads its own deprecated ``actor_id``: a RayDeprecationWarning in
             # the driver's output for every new group (ray 2.60), about Ray, not this code.
@@ -290,3 +307,4 @@ class GroupCoordinator:
             if self._background is not None:
                 self._background.cancel()
             self.store.destroy()
+            self._dir_lock.release()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+#: The Ray namespace raykafka's actors live in unless ``connect(namespace=...)`` says otherwise;
+#: it also adopts a data directory written before the layout had namespaces (docs/FORMAT.md).
+DEFAULT_NAMESPACE = "raykafka"
 TOPIC_MANAGER_NAME = "raykafka.topic_manager"
 
 

@@ -34,7 +34,6 @@ import gc
 import logging
 import os
 import time
-from pathlib import Path
 
 import ray
 
@@ -55,6 +54,15 @@ from raykafka.metrics import PartitionMetrics
 from raykafka.storage import CorruptBatch, LogOffsetOutOfRange, PartitionLog, iter_frames
 from raykafka.storage.checkpoint import write_log_start_offset
 from raykafka.storage.framing import ATTR_LOG_APPEND_TIME
+from raykafka.storage.layout import (
+    Identity,
+    claim_legacy_replica,
+    namespace_root,
+    open_owned_directory,
+    replica_directory,
+    replica_owner,
+    resolve_data_dir,
+)
 from raykafka.storage.leader_epochs import LeaderEpochCache
 from raykafka.storage.records import (
     InvalidRecordBatch,
@@ -76,25 +84,9 @@ DEFAULT_REPLICA_LAG_TIME_MAX_MS = 3_000
 DEFAULT_REPLICATE_TIMEOUT_MS = 2_000
 #: How long a (re)started replica waits between attempts to learn its role.
 REGISTER_RETRY_MS = 200
-
-
-def resolve_data_dir(data_dir: str | None) -> Path:
-    """The data directory on THIS node: explicit, else $RAYKAFKA_DATA_DIR, else ~/.raykafka/data."""
-    chosen = data_dir or os.environ.get("RAYKAFKA_DATA_DIR") or "~/.raykafka/data"
-    return Path(chosen).expanduser().resolve()
-
-
-def replica_directory(data_dir: Path, topic: str, partition: int, replica_id: str) -> Path:
-    """``<data_dir>/replicas/<topic>-<partition>/<replica_id>``, never outside data_dir.
-
-    ``<topic>-<partition>`` is at most 249 + 1 + 4 characters (Kafka's limits), within a
-    file name's 255; the replica id gets a level of its own for that reason.
-    """
-    root = (data_dir / "replicas").resolve()
-    path = (root / f"{topic}-{partition}" / replica_id).resolve()
-    if path.parent.parent != root:  # a validated topic name cannot do this; refuse anyway
-        raise ValueError(f"replica directory {path} would lie outside {root}")
-    return path
+#: How long a new replica waits for its directory's lock before giving up (a previous owner's
+#: process may still be exiting, e.g. on a node Ray is removing).
+DIRECTORY_LOCK_WAIT_S = 2.0
 
 
 class PartitionActor:
@@ -111,13 +103,28 @@ class PartitionActor:
         maintenance_interval_ms: int = DEFAULT_MAINTENANCE_INTERVAL_MS,
         replica_lag_time_max_ms: int = DEFAULT_REPLICA_LAG_TIME_MAX_MS,
         replicate_timeout_ms: int = DEFAULT_REPLICATE_TIMEOUT_MS,
+        cluster_id: str | None = None,
     ):
         self.topic = topic
         self.partition = partition
         self.replica_id = replica_id
         self.namespace = namespace
         self.name = f"{topic}-{partition}"
-        self.directory = replica_directory(resolve_data_dir(data_dir), topic, partition, replica_id)
+        node_data_dir = resolve_data_dir(data_dir)
+        self.directory = replica_directory(
+            namespace_root(node_data_dir, namespace), topic, partition, replica_id
+        )
+        if claim_legacy_replica(node_data_dir, self.directory, topic, partition, replica_id):
+            logger.warning(
+                "%s: moved replica %s into namespace %r's directory", self.name, replica_id, namespace
+            )
+        # The one owner of this directory for the life of this process (DirectoryLocked otherwise:
+        # the TopicManager re-creates this actor with back-off).
+        self._dir_lock = open_owned_directory(
+            self.directory,
+            Identity("replica", namespace, cluster_id, replica_owner(topic, partition, replica_id)),
+            wait_s=DIRECTORY_LOCK_WAIT_S,
+        )
         started = time.monotonic()
         self.log = PartitionLog(self.directory, to_log_config(config))
         self.open_seconds = time.monotonic() - started
@@ -554,6 +561,7 @@ class PartitionActor:
             task.cancel()
         self.role = "deleted"
         self.log.destroy()
+        self._dir_lock.release()
         try:
             self.directory.parent.rmdir()  # <topic>-<partition>/, once its last replica is gone
         except OSError:

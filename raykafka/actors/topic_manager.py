@@ -2,15 +2,22 @@
 
 It owns topic metadata -- names, ids, configs, partitions, where each replica
 lives, each partition's leader, leader epoch and in-sync replicas (ISR) --
-persisted as an atomic JSON snapshot in ``<data_dir>/metadata/topics.json`` on
-the head node. It creates, places, alters, reassigns and deletes
-PartitionActors and hands out their handles; it is never on the data path.
+persisted as an atomic JSON snapshot in
+``<data_dir>/namespaces/<namespace>/metadata/topics.json`` on the head node (a
+directory it locks for its lifetime; ``raykafka.storage.layout``). It creates,
+places, alters, reassigns and deletes PartitionActors and hands out their
+handles; it is never on the data path.
 
 Every mutation is persisted *before* it is acted on (create: record, then start
 actors; delete: mark ``deleting``, then destroy, then forget; election: new
 leader and epoch, then tell the replicas), so a manager killed at any point
 converges when its constructor replays the snapshot: it re-attaches to
-partition actors that still live (by name) and recreates the others.
+partition actors that still live (by name) and recreates the others -- replicas
+whose node is gone (a restarted Ray gives its nodes new ids) first move to the
+live node with the same storage identity, so none is ever pinned to a node that
+no longer exists. A replica actor that died for good (its constructor failed,
+e.g. ``DirectoryLocked`` while a previous owner's process was still exiting) is
+re-created with exponential back-off.
 
 Failure handling (it does not wait for Ray to declare a node dead, ~14 s here):
 
@@ -38,11 +45,22 @@ import uuid
 from collections import Counter
 
 import ray
+from ray.exceptions import ActorDiedError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from raykafka.actors.naming import group_actor_name, partition_actor_name
-from raykafka.actors.partition import PartitionActor, resolve_data_dir
+from raykafka.actors.naming import DEFAULT_NAMESPACE, group_actor_name, partition_actor_name
+from raykafka.actors.partition import PartitionActor
 from raykafka.errors import FencedLeader, InvalidConfig, RequestTimedOut, TopicAlreadyExists, UnknownTopic
+from raykafka.storage.layout import (
+    Identity,
+    adopt_legacy_layout,
+    legacy_layout_present,
+    metadata_directory,
+    namespace_cluster_id,
+    namespace_root,
+    open_owned_directory,
+    resolve_data_dir,
+)
 from raykafka.storage.snapshot import read_json, write_json_atomic
 from raykafka.topic_config import effective_config, validate_topic_config, validate_topic_name
 from raykafka.types import PartitionDescription, TopicDescription
@@ -67,6 +85,13 @@ NODE_CHECK_INTERVAL_MS = 2_000
 #: (a process to start, its log to open: seconds when a restarted cluster re-creates many at
 #: once on 2 CPUs), not offline: logged at INFO, not ERROR.
 REPLICA_START_GRACE_S = 60.0
+#: A replica actor that died for good is re-created after this, doubling per failed attempt...
+RECREATE_BACKOFF_MIN_S = 0.5
+#: ... up to this.
+RECREATE_BACKOFF_MAX_S = 30.0
+#: How long a new TopicManager waits for the metadata directory's lock (its previous
+#: process may still be exiting).
+METADATA_LOCK_WAIT_S = 2.0
 #: How long reassign_partitions waits for new replicas to catch up.
 REASSIGN_TIMEOUT_S = 300
 #: Upper bound on what one request may ask for (a named limit, not an accident).
@@ -92,9 +117,21 @@ class TopicManager:
         self.namespace = namespace
         self.maintenance_interval_ms = maintenance_interval_ms
         self.replica_lag_time_max_ms = replica_lag_time_max_ms
-        self.meta_path = resolve_data_dir(data_dir) / "metadata" / "topics.json"
+        node_data_dir = resolve_data_dir(data_dir)
+        self.root = namespace_root(node_data_dir, namespace)
+        self._adopt_legacy_layout(node_data_dir)
+        self.cluster_id = namespace_cluster_id(self.root, namespace, uuid.uuid4().hex)
+        self._metadata_lock = open_owned_directory(
+            metadata_directory(self.root),
+            Identity("metadata", namespace, self.cluster_id, ""),
+            wait_s=METADATA_LOCK_WAIT_S,
+        )
+        self.meta_path = metadata_directory(self.root) / "topics.json"
         self.topics: dict[str, dict] = read_json(self.meta_path, {"topics": {}})["topics"]
         self.handles: dict[str, ray.actor.ActorHandle] = {}
+        # replica_id -> (when to re-create it, why it died) of actors that died for good
+        self.dead: dict[str, tuple[float, str]] = {}
+        self.recreate_attempts: Counter = Counter()  # until the re-created actor answers
         self.lock = asyncio.Lock()
         self.partition_locks: dict[tuple[str, int], asyncio.Lock] = {}
         self.leader_failures: Counter = Counter()
@@ -103,6 +140,7 @@ class TopicManager:
         self.starting: dict[str, float] = {}
         self.said: dict[tuple[str, int], tuple[int, str]] = {}  # logged of a leaderless partition
         self.reported_offline: set[tuple[str, int]] = set()  # ... at ERROR, in its current outage
+        self._relocate_lost_replicas()  # before attaching: never pin an actor to a node that is gone
         for name, topic in self.topics.items():
             if topic.get("deleting"):
                 continue  # finished by the monitor
@@ -117,6 +155,26 @@ class TopicManager:
         # Its own loop: a re-placement waits on replicas (up to INSTALL_TIMEOUT_S when its new node
         # dies too), and leader elections must not wait behind it.
         self._replacer = loop.create_task(self._run_replacer())
+
+    def _adopt_legacy_layout(self, node_data_dir) -> None:
+        """Data written before the layout had namespaces belongs to the default namespace."""
+        if self.namespace == DEFAULT_NAMESPACE:
+            moved = adopt_legacy_layout(node_data_dir, self.root)
+            if moved:
+                logger.warning(
+                    "moved %s from %s into %s (the layout with namespaces)", moved, node_data_dir, self.root
+                )
+        elif legacy_layout_present(node_data_dir):
+            logger.warning(
+                "%s holds topics written before the layout had namespaces; namespace %r adopts them when it "
+                "starts. To give them to %r instead, move %s/metadata and %s/groups into %s first",
+                node_data_dir,
+                DEFAULT_NAMESPACE,
+                self.namespace,
+                node_data_dir,
+                node_data_dir,
+                self.root,
+            )
 
     # -- persistence and actors --------------------------------------------------
 
@@ -152,6 +210,7 @@ class TopicManager:
             meta["config"],
             self.namespace,
             self.maintenance_interval_ms,
+            cluster_id=self.cluster_id,
             **options,
         )
 
@@ -276,13 +335,18 @@ class TopicManager:
         )
 
     async def _state(self, replica_id: str) -> dict | None:
-        """``{"role", "epoch"}`` of a replica, or None when it does not answer in time."""
+        """``{"role", "epoch"}`` of a replica, or None when it does not answer in time. An actor
+        that died for good (not restarting) is scheduled for re-creation."""
         try:
             role, epoch = await asyncio.wait_for(
                 self.handles[replica_id].health.remote(), REPLICA_CALL_TIMEOUT_S
             )
+        except ActorDiedError as exc:
+            self._note_death(replica_id, exc)
+            return None
         except Exception:
             return None
+        self.recreate_attempts.pop(replica_id, None)
         return {"role": role, "epoch": epoch}
 
     async def replica_ready(self, topic: str, partition: int, replica_id: str) -> None:
@@ -424,6 +488,8 @@ class TopicManager:
             await asyncio.sleep(NODE_CHECK_INTERVAL_MS / 1000)
             try:
                 await self._replace_lost_replicas()
+                await self._probe_followers()
+                await self._recreate_dead_replicas()
             except Exception:
                 logger.exception("replica re-placement round failed")
 
@@ -451,6 +517,38 @@ class TopicManager:
 
         await asyncio.gather(*(check(name, part) for name, part in parts))
 
+    def _relocate(self, part: dict, replica: dict, alive: dict[str, dict]) -> str | None:
+        """Move ``replica``'s record from a node that is gone to a live node with the same storage
+        identity (the same disk, so the same data) that holds no other replica of ``part``, with a
+        new generation (a new actor name). Returns the lost node id, None if it stays."""
+        if replica["node_id"] in alive:
+            return None
+        hosts = {r["node_id"] for r in part["replicas"]}
+        home = replica.get("storage_id")
+        spare = sorted(n for n, node in alive.items() if storage_id(node) == home and n not in hosts)
+        if not spare:
+            return None
+        lost_node = replica["node_id"]
+        replica["node_id"] = spare[0]
+        replica["generation"] = replica.get("generation", 0) + 1
+        return lost_node
+
+    def _relocate_lost_replicas(self) -> None:
+        """At start: re-home every replica whose node is gone (after ``ray stop; ray start`` every
+        node has a new id), persisted once, before any actor is created."""
+        alive = self._alive_nodes()
+        moved = [
+            (name, part["partition"], replica["replica_id"])
+            for name, topic in self.topics.items()
+            if not topic.get("deleting")
+            for part in topic["partitions"]
+            for replica in part["replicas"]
+            if self._relocate(part, replica, alive) is not None
+        ]
+        if moved:
+            self._persist()
+            logger.info("%d replica(s) re-homed on live nodes with the same disk: %s", len(moved), moved[:10])
+
     async def _replace_lost_replicas(self) -> None:
         """Recreate replicas of dead nodes on live nodes that see the same disk."""
         alive = self._alive_nodes()
@@ -458,44 +556,89 @@ class TopicManager:
             if topic.get("deleting"):
                 continue
             for part in topic["partitions"]:
-                hosts = {r["node_id"] for r in part["replicas"]}
                 for replica in part["replicas"]:
                     if replica["node_id"] in alive:
                         continue
-                    home = replica.get("storage_id")
-                    spare = sorted(
-                        n for n, node in alive.items() if storage_id(node) == home and n not in hosts
-                    )
-                    if not spare:
-                        continue
                     async with self._plock(name, part["partition"]):
                         old = self.handles.get(replica["replica_id"])
+                        lost_node = self._relocate(part, replica, alive)
+                        if lost_node is None:
+                            continue
                         if old is not None:
                             ray.kill(old, no_restart=True)
-                        lost_node = replica["node_id"]
-                        replica["node_id"] = spare[0]
-                        replica["generation"] = replica.get("generation", 0) + 1
-                        hosts.add(spare[0])
                         self._persist()
-                        self.handles[replica["replica_id"]] = self._attach(
-                            name, part["partition"], replica, topic
-                        )
-                        logger.warning(
+                        logger.info(
                             "%s-%d: replica %s re-created on node %s (same disk %s); its node %s is gone",
                             name,
                             part["partition"],
                             replica["replica_id"],
-                            spare[0][:12],
-                            home,
+                            replica["node_id"][:12],
+                            replica.get("storage_id"),
                             lost_node[:12],
                         )
-                        if replica["replica_id"] != part["leader"] and part["leader"] is not None:
-                            # The leader replicates to actor handles it was given: give it the new one
-                            # (a new epoch; the new actor learns it when it asks, as after a restart).
-                            part["leader_epoch"] += 1
-                            self._persist()
-                            await self._install(name, part)
+                        await self._recreate(name, part, replica, topic)
                     # it asks for its role when it is up (replica_ready)
+
+    async def _recreate(self, name: str, part: dict, replica: dict, topic: dict) -> None:
+        """Start ``replica``'s actor anew (its name is free: the old one died or was killed). A
+        follower's leader replicates to actor handles it was given: it gets the new one in a new
+        epoch; a leader learns its term when it asks (``replica_ready``), as after a restart."""
+        self.handles[replica["replica_id"]] = self._attach(name, part["partition"], replica, topic)
+        if replica["replica_id"] != part["leader"] and part["leader"] is not None:
+            part["leader_epoch"] += 1
+            self._persist()
+            await self._install(name, part)
+
+    def _note_death(self, replica_id: str, exc: BaseException) -> None:
+        """``replica_id``'s actor died for good: schedule its re-creation, backing off per attempt."""
+        if replica_id in self.dead:
+            return
+        attempts = self.recreate_attempts.get(replica_id, 0)
+        delay = min(RECREATE_BACKOFF_MAX_S, RECREATE_BACKOFF_MIN_S * 2**attempts)
+        reason = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+        self.dead[replica_id] = (time.monotonic() + delay, reason)
+
+    async def _recreate_dead_replicas(self) -> None:
+        """Re-create replica actors that died for good, once their back-off passed, while their
+        node lives (a dead node's replicas are re-homed by ``_replace_lost_replicas``)."""
+        if not self.dead:
+            return
+        alive, now = self._alive_nodes(), time.monotonic()
+        for name, topic in list(self.topics.items()):
+            if topic.get("deleting"):
+                continue
+            for part in topic["partitions"]:
+                for replica in part["replicas"]:
+                    rid = replica["replica_id"]
+                    due, reason = self.dead.get(rid, (None, ""))
+                    if due is None or now < due or replica["node_id"] not in alive:
+                        continue
+                    async with self._plock(name, part["partition"]):
+                        del self.dead[rid]
+                        self.recreate_attempts[rid] = self.recreate_attempts.get(rid, 0) + 1
+                        logger.info(
+                            "%s-%d: replica %s died (%s); re-creating it (attempt %d)",
+                            name,
+                            part["partition"],
+                            rid,
+                            reason,
+                            self.recreate_attempts[rid],
+                        )
+                        await self._recreate(name, part, replica, topic)
+
+    async def _probe_followers(self) -> None:
+        """Ask every follower on a live node for its state: one that died for good is re-created
+        (the leaders are asked by the monitor every round)."""
+        alive = self._alive_nodes()
+        followers = [
+            r["replica_id"]
+            for t in self.topics.values()
+            if not t.get("deleting")
+            for p in t["partitions"]
+            for r in p["replicas"]
+            if r["replica_id"] != p["leader"] and r["node_id"] in alive and r["replica_id"] not in self.dead
+        ]
+        await asyncio.gather(*(self._state(rid) for rid in followers))
 
     async def _finish_deletions(self) -> None:
         for name in [n for n, t in self.topics.items() if t.get("deleting")]:
@@ -718,7 +861,7 @@ class TopicManager:
 
     async def list_groups(self) -> list[str]:
         """Groups with stored offsets (on this head node's disk) or a live coordinator."""
-        groups_dir = resolve_data_dir(self.data_dir) / "groups"
+        groups_dir = self.root / "groups"
         names = {p.name for p in groups_dir.iterdir() if p.is_dir()} if groups_dir.is_dir() else set()
         prefix = group_actor_name("")
         for entry in ray.util.list_named_actors(all_namespaces=True):

@@ -15,11 +15,9 @@ from dataclasses import dataclass
 
 import ray
 
-from raykafka.actors.naming import TOPIC_MANAGER_NAME, group_actor_name
+from raykafka.actors.naming import DEFAULT_NAMESPACE, TOPIC_MANAGER_NAME, group_actor_name
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_NAMESPACE = "raykafka"
 
 
 @dataclass(frozen=True)

@@ -251,7 +251,21 @@ class Consumer:
             raise OffsetOutOfRange(
                 f"{tp.topic}-{tp.partition} has no position and auto_offset_reset='none'; seek first"
             )
-        offset = call(fetcher.leader.list_offset, policy, timeout_s=self._timeout_s, what="list offsets")
+
+        def current_leader() -> tuple:
+            # After a failover, or a restarted Ray that re-created the partition's actors on its new
+            # nodes, the leader is another actor: re-read it instead of waiting on the old handle.
+            self._leaders.pop(tp.topic, None)
+            fetcher.leader = self._leader(tp)
+            return fetcher.leader.list_offset, None
+
+        offset = call(
+            fetcher.leader.list_offset,
+            policy,
+            timeout_s=self._timeout_s,
+            what="list offsets",
+            refresh=current_leader,
+        )
         fetcher.reset(offset)
 
     # -- fetching ----------------------------------------------------------------

@@ -110,9 +110,19 @@ def _host_port(address: str | None) -> tuple[str, int] | None:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+#: What every command says when there is no cluster to join (the CLI never starts a Ray of its
+#: own unless asked: a throwaway Ray per command would hold each command's topics for a moment).
+NO_CLUSTER_HINT = (
+    "start one with `ray start --head` (or pass --address HOST:PORT / set RAY_ADDRESS), "
+    "or pass --address local for a throwaway local Ray"
+)
+
+
 def _probe(address: str | None) -> None:
     if not address or address == "auto":
         address = _discovered_address(address)
+        if address is None:
+            raise CliError(f"no Ray cluster is running here; {NO_CLUSTER_HINT}")
     target = _host_port(address)
     if target is None:
         return
@@ -121,21 +131,19 @@ def _probe(address: str | None) -> None:
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise CliError(
-            f"cannot reach Ray at {address} ({reason}); is the cluster up? "
-            "Pass --address HOST:PORT or set RAY_ADDRESS (the head's GCS address, as `ray start` prints)"
-        ) from None
+        raise CliError(f"cannot reach Ray at {address} ({reason}); {NO_CLUSTER_HINT}") from None
 
 
 def _discovered_address(address: str | None) -> str | None:
     """The running cluster ``ray.init`` would join for ``address`` None/"auto" (Ray's own lookup of
-    ``RAY_ADDRESS`` and the last ``ray start`` on this machine); None when it would start a local Ray."""
+    ``RAY_ADDRESS`` and the last ``ray start`` on this machine); None when there is none ("auto"
+    when the lookup itself is unavailable)."""
     try:
         from ray._private.services import canonicalize_bootstrap_address
 
         return canonicalize_bootstrap_address(address)
-    except Exception:  # private API; without it, no probe
-        return None
+    except Exception:  # private API; without it, no probe: ray.init decides
+        return "auto"
 
 
 @contextlib.contextmanager
