@@ -273,11 +273,13 @@ def test_unreplicated_partition_offline_then_back_with_its_data(cluster, rkc):
 
 
 def manager_log(cluster, settings, prefix: str) -> list[str]:
-    """The lines starting with ``prefix`` in the TopicManager's log (its worker's stderr)."""
-    logs = Path(cluster.head_node.get_session_dir_path()) / "logs"
-    (path,) = logs.glob(f"worker-*-{manager_pid(settings)}.err")
+    """The messages starting with ``prefix`` in the TopicManager's log file (raykafka/actors/
+    actor_logs.py: ``<time> <LEVEL> <logger>: <message>``), with the time, level and logger cut."""
+    logs = Path(cluster.head_node.get_session_dir_path()) / "logs" / "raykafka"
+    path = logs / f"topic_manager-{manager_pid(settings)}.log"
     with open(path) as f:
-        return [line.rstrip("\n") for line in f if line.startswith(prefix)]
+        messages = [line.rstrip("\n").split(": ", 1)[-1] for line in f]
+    return [m for m in messages if m.startswith(prefix)]
 
 
 def test_group_consumes_across_failover_without_skipping(cluster, rkc):

@@ -22,6 +22,7 @@ import warnings
 
 import ray
 
+from raykafka.actors.actor_logs import route_actor_logs
 from raykafka.actors.naming import DEFAULT_NAMESPACE, TOPIC_MANAGER_NAME
 from raykafka.clock import now_ms
 from raykafka.errors import GroupNotEmpty, UnknownTopic
@@ -67,6 +68,7 @@ GROUP_LOCK_WAIT_S = 2.0
 
 class GroupCoordinator:
     def __init__(self, group_id: str, data_dir: str | None, namespace: str):
+        route_actor_logs("group_coordinator")  # internal events: this process's log file, not drivers
         self.group_id = group_id
         self.namespace = namespace
         # Answer numbers keep growing across restarts of this actor (see GroupState).

@@ -37,6 +37,7 @@ import time
 
 import ray
 
+from raykafka.actors.actor_logs import route_actor_logs
 from raykafka.actors.naming import TOPIC_MANAGER_NAME
 from raykafka.actors.replication import LeaderReplication
 from raykafka.actors.sequencing import MAX_BATCHES_PER_REQUEST, Sequencer, attempt
@@ -105,6 +106,7 @@ class PartitionActor:
         replicate_timeout_ms: int = DEFAULT_REPLICATE_TIMEOUT_MS,
         cluster_id: str | None = None,
     ):
+        route_actor_logs("partition")  # internal events: this process's log file, not drivers
         self.topic = topic
         self.partition = partition
         self.replica_id = replica_id

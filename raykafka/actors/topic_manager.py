@@ -48,6 +48,7 @@ import ray
 from ray.exceptions import ActorDiedError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from raykafka.actors.actor_logs import RecentEvents, route_actor_logs
 from raykafka.actors.naming import DEFAULT_NAMESPACE, group_actor_name, partition_actor_name
 from raykafka.actors.partition import PartitionActor
 from raykafka.errors import FencedLeader, InvalidConfig, RequestTimedOut, TopicAlreadyExists, UnknownTopic
@@ -113,6 +114,9 @@ class TopicManager:
         maintenance_interval_ms: int = 1000,
         replica_lag_time_max_ms: int | None = None,
     ):
+        route_actor_logs("topic_manager")  # internal events: this process's log file, not drivers
+        self.events = RecentEvents()
+        logging.getLogger("raykafka").addHandler(self.events)
         self.data_dir = data_dir  # as given: resolved on each partition's own node
         self.namespace = namespace
         self.maintenance_interval_ms = maintenance_interval_ms
@@ -362,6 +366,8 @@ class TopicManager:
                     return
                 part["leader_epoch"] += 1  # a restarted leader leads a new term
                 self._persist()
+                message = "%s-%d: leader %s restarted; it leads again under a new epoch %d"
+                logger.info(message, topic, partition, replica_id, part["leader_epoch"])
                 await self._install(topic, part)
             elif part["leader"] is not None and replica_id in self.handles:
                 leader = self.handles[part["leader"]]
@@ -393,15 +399,12 @@ class TopicManager:
                 if candidate != old:
                     part["isr"] = [r for r in part["isr"] if r != old]
                 self._persist()
-                logger.warning(
-                    "%s-%d: leader %s -> %s, epoch %d (%s)",
-                    topic,
-                    partition,
-                    old,
-                    candidate,
-                    part["leader_epoch"],
-                    reason,
-                )
+                if candidate == old:  # it answers again, but not as the leader of this term
+                    message = "%s-%d: leader %s leads again under a new epoch %d (%s)"
+                    logger.info(message, topic, partition, old, part["leader_epoch"], reason)
+                else:
+                    message = "%s-%d: leader %s -> %s, epoch %d (%s)"
+                    logger.warning(message, topic, partition, old, candidate, part["leader_epoch"], reason)
                 await self._install(topic, part)
                 self._leader_answers((topic, partition), candidate)
                 return
@@ -868,6 +871,11 @@ class TopicManager:
             if entry["namespace"] == self.namespace and entry["name"].startswith(prefix):
                 names.add(entry["name"][len(prefix) :])
         return sorted(names)
+
+    async def recent_events(self, limit: int = 20) -> list[dict]:
+        """The newest ``limit`` internal events (``{time_ms, level, message}``, oldest first):
+        elections, re-created replicas, outages; ``raykafka status`` shows them."""
+        return self.events.recent(limit)
 
     async def ping(self) -> dict:
         """Liveness and identity: data_dir, topic count, and this process's pid (for operators and tests)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from rich.markup import escape
 
+from raykafka.actors.actor_logs import format_event_time
 from raykafka.cli import output
 from raykafka.cli.groups import describe_all as describe_groups
 from raykafka.cli.groups import groups_table
@@ -29,8 +30,22 @@ def ray_nodes() -> list[dict]:
     return sorted(nodes, key=lambda n: (not n["is_head"], not n["alive"], n["node_id"] or ""))
 
 
+#: How many of the TopicManager's recent internal events ``status`` shows.
+STATUS_EVENTS = 10
+
+
+def recent_events(limit: int = STATUS_EVENTS) -> list[dict]:
+    """The TopicManager's newest internal events (elections, re-created replicas, outages):
+    they go to its log file and here, never to users' drivers."""
+    from raykafka.api.connection import current_settings, topic_manager
+    from raykafka.api.rpc import call
+
+    return call(topic_manager(current_settings()).recent_events, limit, timeout_s=30, what="recent events")
+
+
 def collect(admin) -> dict:
-    """``{nodes, topics, offline_partitions, groups}``: what ``status`` shows (and ``--json`` prints)."""
+    """``{nodes, topics, offline_partitions, groups, events}``: what ``status`` shows (and
+    ``--json`` prints)."""
     topics = describe_topics(admin, admin.list_topics())
     return {
         "nodes": ray_nodes(),
@@ -39,6 +54,7 @@ def collect(admin) -> dict:
             f"{d.name}:{p.partition}" for d in topics for p in d.partitions if is_offline(p)
         ],
         "groups": describe_groups(admin, admin.list_groups()),
+        "events": recent_events(),
     }
 
 
@@ -72,6 +88,15 @@ def view(state: dict, namespace: str):
     parts.append(f"Groups: {len(groups)}")
     if groups:
         parts.append(groups_table(groups))
+    events = state.get("events") or []
+    if events:
+        parts.append(f"Recent events (newest last; all in the TopicManager's log): {len(events)}")
+        t = output.table("TIME", "LEVEL", "EVENT")
+        for event in events:
+            level = event["level"]
+            shown = f"[red]{level}[/red]" if level in ("ERROR", "CRITICAL") else level
+            t.add_row(format_event_time(event["time_ms"]), shown, escape(event["message"]))
+        parts.append(t)
     return Group(*parts)
 
 
@@ -80,12 +105,13 @@ def view(state: dict, namespace: str):
     "--json",
     "as_json",
     is_flag=True,
-    help="Print {nodes, topics, offline_partitions, groups} as JSON (see docs/CLI.md).",
+    help="Print {nodes, topics, offline_partitions, groups, events} as JSON (see docs/CLI.md).",
 )
 @output.watch_options
 @click.pass_context
 def status(ctx, as_json: bool, watch: bool, interval: float | None) -> None:
-    """Ray nodes, topics (partitions, leaders, offsets), offline partitions, groups and their lag."""
+    """Ray nodes, topics (partitions, leaders, offsets), offline partitions, groups and their lag,
+    and the cluster's recent internal events (elections, re-created replicas, outages)."""
     interval = output.check_watch_options(watch, interval, as_json)
     ctx.obj.connect()
     from raykafka import Admin
