@@ -175,3 +175,46 @@ def test_replica_whose_directory_is_held_comes_back_when_it_is_freed(rk, topic_n
     assert desc.partitions[0].high_watermark == 2
     assert produce(topic, [b"r-2"]) == [2]
     assert values_of(read_partition(topic, 0, 3)) == [b"r-0", b"r-1", b"r-2"]
+
+
+def test_data_of_the_layout_before_namespaces_is_adopted_by_the_default_namespace(
+    ray_session, tmp_path, topic_name
+):
+    """An upgrade: metadata, groups and replicas directly under data_dir (the old layout) are
+    moved into namespaces/raykafka/ on first start, records and commits intact."""
+    import shutil
+
+    from raykafka.actors.naming import DEFAULT_NAMESPACE
+
+    data_dir = tmp_path / "data"
+    topic, group = topic_name(), f"g-{uuid.uuid4().hex[:6]}"
+    raykafka.connect(namespace=DEFAULT_NAMESPACE, data_dir=str(data_dir))
+    try:
+        Admin().create_topic(topic, partitions=1)
+        assert produce(topic, [b"old-0", b"old-1"]) == [0, 1]
+        commit_first(topic, group, 1)
+        [replica] = replica_directories(raykafka.api.connection.current_settings(), topic)
+    finally:
+        kill_namespace(DEFAULT_NAMESPACE)
+    # Rewrite it as the layout before namespaces had it: no namespace level, no identities.
+    root = namespace_root(data_dir.resolve(), DEFAULT_NAMESPACE)
+    for name in ("metadata", "groups", "replicas"):
+        shutil.move(root / name, data_dir / name)
+    shutil.rmtree(data_dir / "namespaces")
+    for identity in data_dir.rglob("meta.properties"):
+        identity.unlink()
+    old_replica = data_dir / "replicas" / f"{topic}-0" / replica.name
+    assert old_replica.is_dir()
+
+    try:
+        admin = Admin()
+        assert admin.list_topics() == [topic]
+        desc = wait_ready(admin, topic)
+        assert desc.partitions[0].high_watermark == 2
+        assert values_of(read_partition(topic, 0, 2)) == [b"old-0", b"old-1"]
+        assert admin.describe_group(group).committed == {TopicPartition(topic, 0): 1}
+        assert not (data_dir / "metadata").exists() and not old_replica.exists()
+        assert (root / "replicas" / f"{topic}-0" / replica.name / "meta.properties").is_file()
+        assert produce(topic, [b"new"]) == [2]
+    finally:
+        kill_namespace(DEFAULT_NAMESPACE)
