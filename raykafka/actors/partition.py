@@ -144,9 +144,11 @@ class PartitionActor:
         self.metrics = PartitionMetrics(topic, partition)
         if self.log.recovery_truncated_bytes:
             logger.warning(
-                "%s: recovery cut %d bytes of torn or corrupt tail; log ends at offset %d",
+                "%s: recovery cut %d bytes (torn or damaged frames, %d later segment(s) past a hole); "
+                "log ends at offset %d",
                 self.name,
                 self.log.recovery_truncated_bytes,
+                self.log.recovery_lost_segments,
                 self.log.log_end_offset,
             )
         # Everything alive now (Ray, pyarrow, this module: ~73k objects) is long-lived: keep it out

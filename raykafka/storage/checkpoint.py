@@ -1,13 +1,16 @@
-"""Small durable files: atomic replace with fsync, directory fsync, the log-start checkpoint.
+"""Small durable files: atomic replace with fsync, directory fsync, offset checkpoints.
 
-The log start offset (moved by ``delete_records`` and retention) is the only log state
-that is not derivable from the segment files, so it lives in its own file::
+Two offsets of a log are not derivable from its segment files, so each lives in a file
+of its own, in one format::
 
-    log-start-offset.checkpoint   (text, ASCII)
-        line 1: "raykafka-log-start-offset 1"   (format name and version)
+    log-start-offset.checkpoint   the log start (moved by delete_records and retention)
+    recovery-point.checkpoint     every offset below it is known fsynced (Kafka's
+                                  recovery-point-offset-checkpoint): recovery after an
+                                  unclean stop CRC-scans only what lies at or past it
+        line 1: "raykafka-<name> 1"   (format name and version)
         line 2: the offset, decimal
 
-It is replaced atomically (write tmp, fsync, rename, fsync the directory), so after a
+Each is replaced atomically (write tmp, fsync, rename, fsync the directory), so after a
 crash it holds either the old or the new value, never a mix.
 """
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 import os
 
 LOG_START_CHECKPOINT = "log-start-offset.checkpoint"
-_CHECKPOINT_HEADER = "raykafka-log-start-offset 1"
+RECOVERY_POINT_CHECKPOINT = "recovery-point.checkpoint"
 TMP_SUFFIX = ".tmp"
 
 
@@ -44,19 +47,32 @@ def atomic_write(path: str, data: bytes) -> None:
     fsync_dir(os.path.dirname(path) or ".")
 
 
+def _header(file_name: str) -> str:
+    return f"raykafka-{file_name.removesuffix('.checkpoint')} 1"
+
+
+def write_offset_checkpoint(directory: str, file_name: str, offset: int) -> None:
+    atomic_write(os.path.join(directory, file_name), f"{_header(file_name)}\n{offset}\n".encode())
+
+
+def read_offset_checkpoint(directory: str, file_name: str) -> int | None:
+    """The checkpointed offset; None when absent or unreadable."""
+    try:
+        with open(os.path.join(directory, file_name), "rb") as f:
+            lines = f.read().decode("ascii").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(lines) != 2 or lines[0] != _header(file_name) or not lines[1].isdigit():
+        return None
+    return int(lines[1])
+
+
 def write_log_start_offset(directory: str, offset: int) -> None:
-    atomic_write(os.path.join(directory, LOG_START_CHECKPOINT), f"{_CHECKPOINT_HEADER}\n{offset}\n".encode())
+    write_offset_checkpoint(directory, LOG_START_CHECKPOINT, offset)
 
 
 def read_log_start_offset(directory: str) -> int | None:
     """The checkpointed log start offset; None when absent or unreadable (then the first
     segment's base offset is used, which can only expose deleted-by-request records, never
     lose data)."""
-    try:
-        with open(os.path.join(directory, LOG_START_CHECKPOINT), "rb") as f:
-            lines = f.read().decode("ascii").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
-    if len(lines) != 2 or lines[0] != _CHECKPOINT_HEADER or not lines[1].isdigit():
-        return None
-    return int(lines[1])
+    return read_offset_checkpoint(directory, LOG_START_CHECKPOINT)

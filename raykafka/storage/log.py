@@ -12,6 +12,7 @@ the log end offset), so appends hold it only to publish a written frame.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -22,13 +23,18 @@ from collections.abc import Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .checkpoint import TMP_SUFFIX, fsync_dir, read_log_start_offset, write_log_start_offset
+from .checkpoint import TMP_SUFFIX, atomic_write, fsync_dir, read_log_start_offset, write_log_start_offset
 from .config import LogConfig
 from .errors import LogOffsetOutOfRange, StorageError
 from .framing import HEADER_SIZE, CorruptBatch, frame_crc_ok, iter_frames, pack_header, unpack_header
 from .group_commit import GroupCommit
 from .records import InvalidRecordBatch, decode_record_batch
+from .recovery_point import RecoveryPoint
 from .segment import OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, Segment, parse_segment_file_name
+
+#: Written by ``close`` after everything is fsynced, removed on open (Kafka's
+#: ``.kafka_cleanshutdown``): its presence means nothing needs scanning.
+CLEAN_SHUTDOWN_FILE = ".clean-shutdown"
 
 
 def _wall_clock_ms() -> int:
@@ -57,9 +63,12 @@ class PartitionLog:
         self._dir_dirty = False  # a segment file was created since the last directory fsync
         self._truncations = 0  # bumped by truncate_to so an in-flight fsync round can't overclaim
         self._closed = False
-        self.recovery_truncated_bytes = 0
+        self.recovery_truncated_bytes = 0  # cut by recovery on open: torn tails, bad frames, holes
+        self.recovery_lost_segments = 0  # whole segments removed past a hole
+        self.recovery_scanned_segments = 0  # CRC-scanned on open (none after a clean shutdown)
         self.fsync_count = 0
         os.makedirs(self.directory, exist_ok=True)
+        self._recovery = RecoveryPoint(self.directory, lambda offset: self.sync_through(offset))
         self._open()
         self._last_flush_ms = self._clock_ms()
         self._group = GroupCommit(self._sync_round, self._log_start_offset)
@@ -96,6 +105,10 @@ class PartitionLog:
 
     def _open(self) -> None:
         names = os.listdir(self.directory)
+        clean = CLEAN_SHUTDOWN_FILE in names
+        if clean:  # consumed now: a crash from here on is unclean again
+            os.unlink(os.path.join(self.directory, CLEAN_SHUTDOWN_FILE))
+            fsync_dir(self.directory)
         bases = []
         for name in names:
             if name.endswith((TMP_SUFFIX, ".truncating")):  # debris of an interrupted replace
@@ -111,23 +124,16 @@ class PartitionLog:
                 os.unlink(os.path.join(self.directory, name))
 
         checkpoint = read_log_start_offset(self.directory)
-        interval = self.config.index_interval_bytes
         if not bases:
             self._log_start_offset = checkpoint or 0
             self._add_segment(Segment.create(self.directory, self._log_start_offset))
             fsync_dir(self.directory)
             return
 
-        for base in bases[:-1]:
-            seg = Segment.open_existing(self.directory, base)
-            seg.load_sealed(interval)
-            self._add_segment(seg)
-        active = Segment.open_existing(self.directory, bases[-1])
-        self.recovery_truncated_bytes = active.recover(interval)
-        if active.size_bytes:
-            active.first_append_ms = self._clock_ms()  # the real first-append time is not on disk
-        self._add_segment(active)
-        self._log_end_offset = active.end_offset
+        self._load_segments(bases, clean)
+        self._log_end_offset = self._active.end_offset
+        if self._active.size_bytes:
+            self._active.first_append_ms = self._clock_ms()  # the real first-append time is not on disk
         self._log_start_offset = max(bases[0], checkpoint or 0)
         # No fsync here: what the last process left in the page cache is as durable as it was
         # (it survives a process crash), and fsyncing a large log made a restart seconds slower.
@@ -145,6 +151,48 @@ class PartitionLog:
             fsync_dir(self.directory)
         else:
             self._delete_segments_below(self._log_start_offset)
+
+    def _load_segments(self, bases: list[int], clean: bool) -> None:
+        """Open the segments in order. After a clean shutdown every segment is trusted (indexes
+        loaded, nothing scanned). Otherwise each segment at or past the recovery point is
+        CRC-scanned and cut after its clean prefix, and the first segment that does not reach
+        the next one's base offset (a lost tail, a bad frame) ends the log: later segments are
+        removed, so no read can land in a hole."""
+        interval = self.config.index_interval_bytes
+        recovery_point = -1 if clean else (self._recovery.checkpointed or -1)
+        for i, base in enumerate(bases):
+            seg = Segment.open_existing(self.directory, base)
+            last = i == len(bases) - 1
+            next_base = None if last else bases[i + 1]
+            trusted = clean or (next_base is not None and next_base <= recovery_point)
+            if trusted and seg.size_bytes and not seg.load_sealed(interval) and last:
+                trusted = False  # its index does not match the file: it changed after the close
+            if not trusted:
+                self.recovery_scanned_segments += 1
+                self.recovery_truncated_bytes += seg.recover(interval)
+            if last or seg.end_offset == next_base:
+                if not last and not trusted:
+                    seg.seal()  # rebuilt from the scan: its index files are a cache
+                self._add_segment(seg)
+                continue
+            # A hole: this segment ends before the next begins. Cut the log here.
+            if trusted:  # below the recovery point, damaged anyway: scan it to find the cut
+                self.recovery_truncated_bytes += seg.recover(interval)
+            later = bases[i + 1 :]
+            for later_base in later:
+                doomed = Segment.open_existing(self.directory, later_base)
+                self.recovery_truncated_bytes += doomed.size_bytes
+                doomed.delete()
+            fsync_dir(self.directory)
+            self.recovery_lost_segments = len(later)
+            self._add_segment(seg)
+            break
+        active = self._active
+        for path in (active.offset_index_path, active.time_index_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # the active segment's index lives in memory only
+        if self.recovery_truncated_bytes:
+            self._recovery.lower_to(active.end_offset)
 
     def _add_segment(self, seg: Segment) -> None:
         with self._lock:
@@ -241,6 +289,8 @@ class PartitionLog:
         self._add_segment(seg)
         with self._lock:
             self._dir_dirty = True  # the next fsync round makes the new file's name durable
+        # The sealed segment is fsynced off the append path, then becomes the recovery point.
+        self._recovery.advance_to(seg.base_offset)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -411,6 +461,7 @@ class PartitionLog:
             return
         if offset < self._log_start_offset:
             raise LogOffsetOutOfRange(offset, self._log_start_offset, self._log_end_offset)
+        self._recovery.lower_to(offset)  # before a byte goes: recovery must not trust what follows
         i = bisect_right(self._bases, offset) - 1
         seg = self._segments[i]
         if offset < seg.end_offset:
@@ -512,10 +563,16 @@ class PartitionLog:
             raise StorageError(f"log {self.directory} is closed")
 
     def close(self) -> None:
-        """Fsync what is pending (a clean shutdown loses nothing) and close the files."""
+        """Fsync what is pending (a clean shutdown loses nothing), checkpoint the recovery point,
+        write the active segment's index and the clean-shutdown marker, close the files.
+        The next open then scans nothing."""
         if self._closed:
             return
         self.flush()
+        self._recovery.close()
+        self._recovery.write_now(self._log_end_offset)
+        self._active.seal()
+        atomic_write(os.path.join(self.directory, CLEAN_SHUTDOWN_FILE), b"")
         with self._lock:
             self._closed = True
             segments, self._segments = self._segments, []
@@ -524,6 +581,7 @@ class PartitionLog:
 
     def destroy(self) -> None:
         """Close without flushing and remove the directory with everything in it."""
+        self._recovery.close()
         with self._lock:
             self._closed = True
             segments, self._segments = self._segments, []

@@ -124,7 +124,7 @@ class Segment:
 
     def recover(self, interval_bytes: int) -> int:
         """CRC-scan the whole file, cut it after the clean prefix; returns bytes cut."""
-        self.index = SegmentIndex(self.base_offset)
+        self._reset_metadata()
         result = self._scan(0, verify_crc=True, interval_bytes=interval_bytes)
         cut = self.size_bytes - result.valid_bytes
         if cut:
@@ -133,11 +133,15 @@ class Segment:
 
     def recompute_metadata(self, interval_bytes: int) -> None:
         """Rebuild index, end offset and max timestamp from the headers (after a truncation)."""
+        self._reset_metadata()
+        self._scan(0, verify_crc=False, interval_bytes=interval_bytes)
+
+    def _reset_metadata(self) -> None:
+        """Forget what earlier scans or index loads found: the next scan starts from scratch."""
         self.index = SegmentIndex(self.base_offset)
         self.end_offset = self.base_offset
         self.max_timestamp_ms = NO_TIMESTAMP
         self.last_batch_position = self.last_batch_offset = -1
-        self._scan(0, verify_crc=False, interval_bytes=interval_bytes)
 
     def _scan(self, start: int, *, verify_crc: bool, interval_bytes: int) -> ScanResult:
         """Walk frames from ``start`` (a batch boundary) to the end, updating index and metadata.

@@ -49,9 +49,14 @@ def test_flush_covers_rolled_segments_and_the_directory(tmp_path):
         log.append(payload_of(64, i), record_count=1, first_timestamp_ms=0, max_timestamp_ms=0)
     assert len(log.segment_base_offsets) == 3
     log.flush()
-    assert log.fsync_count - count == 4  # three segment files + one directory fsync, in one round
+    # Every segment file and the directory (rolls fsync sealed segments in the background too,
+    # sharing rounds with this flush, so the count lies between one round and one per roll).
+    assert all(seg.synced_bytes == seg.size_bytes for seg in log._segments)
+    assert not log._dir_dirty
+    after = log.fsync_count
+    assert 4 <= after - count <= 3 * 4
     log.flush()
-    assert log.fsync_count - count == 4  # nothing new: no round at all
+    assert log.fsync_count == after  # nothing new: no round at all
     log.close()
 
 

@@ -1,8 +1,9 @@
 """Property tests: whatever happens to the bytes, a log never returns wrong data.
 
 (a) a torn active segment and (b) a flipped byte in it reopen as a clean prefix of what
-was appended, and appends continue after it; (c) a flipped byte in a sealed segment is
-never returned (reads raise CorruptBatch instead).
+was appended, and appends continue after it; (c) a flipped byte in a sealed segment below
+the recovery point is never returned (reads raise CorruptBatch instead), unless it breaks
+the chain of headers, when recovery cuts the log at it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from storage_helpers import payload_of
 
 from raykafka.storage import CorruptBatch, LogConfig, PartitionLog, iter_frames, unpack_header
+from raykafka.storage.log import CLEAN_SHUTDOWN_FILE
 
 appends_st = st.lists(
     st.tuples(st.integers(0, 64).map(lambda n: 8 * n), st.integers(1, 5)),  # (payload bytes, record count)
@@ -32,7 +34,8 @@ SETTINGS = settings(
 
 
 def build(directory: str, config: LogConfig, appends: list[tuple[int, int]]) -> list[bytes]:
-    """Append and return every frame's bytes (header + payload) in order."""
+    """Append and return every frame's bytes (header + payload) in order. The log is left as a
+    crash leaves it (no clean-shutdown marker: damage happens to logs that were not closed)."""
     log = PartitionLog(directory, config)
     for i, (size, count) in enumerate(appends):
         log.append(payload_of(size, i), record_count=count, first_timestamp_ms=i, max_timestamp_ms=i)
@@ -45,6 +48,7 @@ def build(directory: str, config: LogConfig, appends: list[tuple[int, int]]) -> 
             pos += header.frame_length
     assert len(frames) == len(appends)
     log.close()
+    os.unlink(os.path.join(directory, CLEAN_SHUTDOWN_FILE))
     return frames
 
 
@@ -174,7 +178,12 @@ def test_flipped_byte_in_sealed_segment_is_never_returned(config, appends, data)
         bad = unpack_header(frames[hit])
 
         log = PartitionLog(tmp, config)
-        assert log.recovery_truncated_bytes == 0
+        if log.recovery_truncated_bytes:
+            # The flip broke the chain of headers, so the segment no longer reaches the next
+            # one: recovery cut the log at the damaged batch (no read may land in a hole).
+            assert read_frames(log) == frames[:hit]
+            log.close()
+            return
         assert log.log_end_offset == unpack_header(frames[-1]).next_offset
         by_base = {unpack_header(f).base_offset: f for f in frames}
         for offset in range(log.log_end_offset):

@@ -8,6 +8,7 @@ import pytest
 from storage_helpers import frames, payload_of, read_all
 
 from raykafka.storage import HEADER_SIZE, LogConfig, LogOffsetOutOfRange, PartitionLog
+from raykafka.storage.checkpoint import RECOVERY_POINT_CHECKPOINT
 
 FRAME = HEADER_SIZE + 64
 
@@ -94,7 +95,8 @@ def test_truncate_to(tmp_path, reopen):
     log.truncate_to(11)  # inside batch 10-11: the whole batch goes
     assert (log.log_end_offset, log.segment_base_offsets) == (10, [0, 8])
     assert log.size_bytes == 5 * FRAME
-    assert sorted(os.listdir(tmp_path / "p")) == [
+    files = sorted(n for n in os.listdir(tmp_path / "p") if n != RECOVERY_POINT_CHECKPOINT)
+    assert files == [
         "00000000000000000000.index",
         "00000000000000000000.log",
         "00000000000000000000.timeindex",
