@@ -96,6 +96,12 @@ class RayNotConnected(RayKafkaError, ConnectionError):
     call ``raykafka.connect()`` and create new clients."""
 
 
+class StorageFull(RayKafkaError):
+    """A replica's disk is full. Retriable: nothing of the rejected batch was kept, nothing
+    acknowledged is lost, and appends resume by themselves once space is freed (retention,
+    ``delete_records``, or the operator). The producer retries it until ``request_timeout_ms``."""
+
+
 __all__ = [
     "ConsumerClosed",
     "CorruptRecord",
@@ -113,6 +119,7 @@ __all__ = [
     "RebalanceInProgress",
     "RequestTimedOut",
     "StaleGeneration",
+    "StorageFull",
     "TopicAlreadyExists",
     "UnknownGroup",
     "UnknownTopic",

@@ -37,6 +37,7 @@ import time
 
 import ray
 
+from raykafka import storage
 from raykafka.actors.actor_logs import route_actor_logs
 from raykafka.actors.naming import TOPIC_MANAGER_NAME
 from raykafka.actors.replication import LeaderReplication
@@ -50,6 +51,7 @@ from raykafka.errors import (
     NotLeader,
     OffsetOutOfRange,
     RequestTimedOut,
+    StorageFull,
 )
 from raykafka.metrics import PartitionMetrics
 from raykafka.storage import CorruptBatch, LogOffsetOutOfRange, PartitionLog, iter_frames
@@ -353,14 +355,17 @@ class PartitionActor:
         else:
             first_ts = batch.column(2)[0].as_py()
             attributes = 0
-        base = self.log.append(
-            payload,
-            record_count=count,
-            first_timestamp_ms=first_ts,
-            max_timestamp_ms=max_ts,
-            attributes=attributes,
-            leader_epoch=self.leader_epoch,
-        )
+        try:
+            base = self.log.append(
+                payload,
+                record_count=count,
+                first_timestamp_ms=first_ts,
+                max_timestamp_ms=max_ts,
+                attributes=attributes,
+                leader_epoch=self.leader_epoch,
+            )
+        except storage.StorageFull as exc:
+            raise StorageFull(f"{self.name}: {exc}") from None
         self._leading.on_append()
         return base, (max_ts if self.log_append_time else -1), base + count
 

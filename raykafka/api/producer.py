@@ -51,6 +51,7 @@ from raykafka.errors import (
     NotLeader,
     ProducerClosed,
     RequestTimedOut,
+    StorageFull,
     TopicAlreadyExists,
     UnknownTopic,
 )
@@ -60,8 +61,9 @@ from raykafka.types import RecordMetadata
 
 logger = logging.getLogger(__name__)
 
-#: What a batch is retried after (until request_timeout_ms): its leader is gone or moved.
-RETRIABLE = (*ACTOR_GONE, NotLeader)
+#: Answers a batch is sent again for (until request_timeout_ms): the leader moved or is
+#: restarting, or its disk is full (appends resume once space is freed).
+RETRIABLE = (*ACTOR_GONE, NotLeader, StorageFull)
 
 #: Kafka's default for max.in.flight.requests.per.connection.
 DEFAULT_MAX_IN_FLIGHT_PER_PARTITION = 5
@@ -215,6 +217,7 @@ class _Batch:
         "attempts",
         "count",
         "first_sent_at",
+        "last_error",
         "nbytes",
         "not_before",
         "partition",
@@ -233,6 +236,7 @@ class _Batch:
         self.attempts = 0
         self.first_sent_at: float | None = None  # request_timeout_ms counts from here, retries included
         self.not_before = 0.0  # monotonic time before which a retry is not sent
+        self.last_error: BaseException | None = None  # what the last retried attempt answered
 
 
 def _routes(meta: dict) -> list[tuple]:
@@ -1005,6 +1009,7 @@ class Producer:
                     continue  # expired meanwhile: its futures already failed
                 error = outcome if isinstance(outcome, BaseException) else None
                 if isinstance(error, RETRIABLE) and batch.first_sent_at is not None:  # (None: never sent)
+                    batch.last_error = error
                     if time.monotonic() - batch.first_sent_at < self.request_timeout_ms / 1000:
                         retried.append((batch, error))
                         continue
@@ -1028,7 +1033,7 @@ class Producer:
         not_before = time.monotonic() + RETRY_BACKOFF_MS / 1000
         for batch, error in retried:
             logger.info(
-                "%s-%d: partition leader unreachable (%s); retrying batch seq %d",
+                "%s-%d: the partition leader is unreachable or answered %s; retrying batch seq %d",
                 batch.topic,
                 batch.partition,
                 type(error).__name__,
@@ -1074,7 +1079,13 @@ class Producer:
                     continue
                 error = RequestTimedOut(
                     f"{batch.topic}-{batch.partition}: no answer within request_timeout_ms="
-                    f"{self.request_timeout_ms}; is the partition's node alive?"
+                    f"{self.request_timeout_ms}"
+                    + (
+                        f" ({batch.attempts} attempts; last error: {type(batch.last_error).__name__}: "
+                        f"{batch.last_error})"
+                        if batch.last_error is not None
+                        else "; is the partition's node alive?"
+                    )
                 )
                 if self._settle_locked(batch, error):
                     expired.append((batch, error))

@@ -9,7 +9,7 @@ Modules, bottom up (docs/FORMAT.md documents every byte they write):
   on the wire.
 * :mod:`.records` -- ``RECORD_SCHEMA`` and the payload encoding: one Arrow IPC
   record-batch message per frame.
-* :mod:`.errors` -- ``StorageError`` and ``LogOffsetOutOfRange``.
+* :mod:`.errors` -- ``StorageError``, ``LogOffsetOutOfRange``, ``StorageFull``.
 * :mod:`.config` -- ``LogConfig``: roll, retention, flush and index settings.
 * :mod:`.index` -- the sparse offset + time index of one segment, in memory and as the
   ``.index`` / ``.timeindex`` files.
@@ -22,7 +22,7 @@ Modules, bottom up (docs/FORMAT.md documents every byte they write):
 """
 
 from .config import LogConfig
-from .errors import LogOffsetOutOfRange, StorageError
+from .errors import LogOffsetOutOfRange, StorageError, StorageFull
 from .framing import (
     ATTR_LOG_APPEND_TIME,
     HEADER_SIZE,
@@ -58,6 +58,7 @@ __all__ = [
     "LogOffsetOutOfRange",
     "PartitionLog",
     "StorageError",
+    "StorageFull",
     "decode_record_batch",
     "encode_record_batch",
     "frame_crc_ok",

@@ -27,3 +27,9 @@ class LogOffsetOutOfRange(StorageError):
 
     def __reduce__(self):  # keep the three fields when pickled (e.g. across Ray)
         return (type(self), (self.offset, self.log_start_offset, self.log_end_offset))
+
+
+class StorageFull(StorageError):
+    """The device holding the log is full (ENOSPC, EDQUOT). Retriable: whatever was partly
+    written has been cut back, the log is as it was before the call, and appends work again
+    once space is freed (retention can free it: deleting segments needs no space)."""

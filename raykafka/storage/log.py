@@ -13,6 +13,7 @@ the log end offset), so appends hold it only to publish a written frame.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import threading
@@ -25,13 +26,15 @@ import pyarrow.compute as pc
 
 from .checkpoint import TMP_SUFFIX, atomic_write, fsync_dir, read_log_start_offset, write_log_start_offset
 from .config import LogConfig
-from .errors import LogOffsetOutOfRange, StorageError
+from .errors import LogOffsetOutOfRange, StorageError, StorageFull
 from .framing import HEADER_SIZE, CorruptBatch, frame_crc_ok, iter_frames, pack_header, unpack_header
 from .group_commit import GroupCommit
 from .records import InvalidRecordBatch, decode_record_batch
 from .recovery_point import RecoveryPoint
 from .segment import OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, Segment, parse_segment_file_name
 
+#: What a full device says (a quota counts as full).
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 #: Written by ``close`` after everything is fsynced, removed on open (Kafka's
 #: ``.kafka_cleanshutdown``): its presence means nothing needs scanning.
 CLEAN_SHUTDOWN_FILE = ".clean-shutdown"
@@ -261,9 +264,17 @@ class PartitionLog:
 
     def _write_frame(self, parts: list, frame_length: int, header_or_bytes) -> None:
         header = unpack_header(header_or_bytes) if isinstance(header_or_bytes, bytes) else header_or_bytes
-        self._maybe_roll(frame_length)
-        seg = self._active
-        pos = seg.write(parts, frame_length)
+        try:
+            self._maybe_roll(frame_length)
+            seg = self._active
+            pos = seg.write(parts, frame_length)
+        except OSError as exc:
+            if exc.errno in DISK_FULL_ERRNOS:
+                raise StorageFull(
+                    f"{self.directory}: no space left on the device ({exc.strerror}); nothing of this "
+                    f"batch was kept. Free space (retention, delete_records, another disk) and retry"
+                ) from None
+            raise
         with self._lock:
             seg.note_batch(pos, header, self.config.index_interval_bytes)
             self._log_end_offset = header.next_offset
@@ -402,17 +413,38 @@ class PartitionLog:
         if before_offset > self._log_end_offset:
             raise LogOffsetOutOfRange(before_offset, self._log_start_offset, self._log_end_offset)
         if before_offset > self._log_start_offset:
-            write_log_start_offset(self.directory, before_offset)
-            self._log_start_offset = before_offset
-            self._delete_segments_below(before_offset)
+            self._move_log_start(before_offset, self._segments_wholly_below(before_offset))
         return self._log_start_offset
 
-    def _delete_segments_below(self, offset: int) -> None:
-        """Delete segments holding only offsets below ``offset`` (rolling first if that is all)."""
+    def _move_log_start(self, new_start: int, doomed: list[Segment]) -> None:
+        """Checkpoint ``new_start``, then delete ``doomed`` (segments wholly below it): a deleted
+        segment that comes back after a crash lies below the checkpoint and goes again on open.
+        On a full disk the checkpoint cannot be written, and deleting is what frees space, so it
+        must not need to write first: unlink, make the unlinks durable (a directory fsync needs
+        no space), then checkpoint if there is room now (else the first remaining segment's
+        base is the log start on open: the same offset)."""
+        try:
+            write_log_start_offset(self.directory, new_start)
+        except OSError as exc:
+            if exc.errno not in DISK_FULL_ERRNOS:
+                raise
+            self._log_start_offset = new_start
+            self._remove_segments(doomed)
+            fsync_dir(self.directory)
+            with contextlib.suppress(OSError):
+                write_log_start_offset(self.directory, new_start)
+            return
+        self._log_start_offset = new_start
+        self._remove_segments(doomed)
+
+    def _segments_wholly_below(self, offset: int) -> list[Segment]:
+        """Segments holding only offsets below ``offset`` (rolling first if that is all of them)."""
         if self._active.size_bytes and self._active.end_offset <= offset:
             self._roll()
-        doomed = [s for s in self._segments[:-1] if s.end_offset <= offset]
-        self._remove_segments(doomed)
+        return [s for s in self._segments[:-1] if s.end_offset <= offset]
+
+    def _delete_segments_below(self, offset: int) -> None:
+        self._remove_segments(self._segments_wholly_below(offset))
 
     def _remove_segments(self, doomed: list[Segment]) -> None:
         if not doomed:
@@ -445,9 +477,9 @@ class PartitionLog:
             return 0
         new_start = self._segments[len(doomed)].base_offset
         if new_start > self._log_start_offset:
-            write_log_start_offset(self.directory, new_start)
-            self._log_start_offset = new_start
-        self._remove_segments(doomed)
+            self._move_log_start(new_start, doomed)
+        else:
+            self._remove_segments(doomed)
         return len(doomed)
 
     def truncate_to(self, offset: int) -> None:

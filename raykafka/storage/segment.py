@@ -192,10 +192,17 @@ class Segment:
         """
         pos = self.size_bytes
         assert os.lseek(self.fd, 0, os.SEEK_CUR) == pos, "segment file position drifted before write"
-        written = os.writev(self.fd, parts)
-        while written < length:  # a short write (rare for regular files): finish it
-            rest = memoryview(b"".join(bytes(p) for p in parts))[written:]
-            written += os.write(self.fd, rest)
+        try:
+            written = os.writev(self.fd, parts)
+            while written < length:  # a short write (a disk filling up, say): finish it
+                rest = memoryview(b"".join(bytes(p) for p in parts))[written:]
+                written += os.write(self.fd, rest)
+        except BaseException:
+            # Cut back whatever part of the frame reached the file (ENOSPC after a short write):
+            # the file ends at the last whole frame again and the next write starts there.
+            os.ftruncate(self.fd, pos)
+            os.lseek(self.fd, pos, os.SEEK_SET)
+            raise
         assert os.lseek(self.fd, 0, os.SEEK_CUR) == pos + length, "segment file position drifted in write"
         return pos
 
