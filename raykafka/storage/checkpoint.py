@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 
+from .permissions import FILE_MODE
+
 LOG_START_CHECKPOINT = "log-start-offset.checkpoint"
 RECOVERY_POINT_CHECKPOINT = "recovery-point.checkpoint"
 TMP_SUFFIX = ".tmp"
@@ -35,7 +37,7 @@ def fsync_dir(directory: str) -> None:
 def atomic_write(path: str, data: bytes) -> None:
     """Replace ``path`` with ``data``: all or nothing, durable when this returns."""
     tmp = path + TMP_SUFFIX
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:
         view = memoryview(data)
         while view:

@@ -29,6 +29,8 @@ from itertools import pairwise
 
 import crc32c
 
+from .permissions import FILE_MODE
+
 OFFSET_INDEX_MAGIC = b"RKOI"
 TIME_INDEX_MAGIC = b"RKTI"
 INDEX_HEADER_SIZE = 16
@@ -108,7 +110,7 @@ class SegmentIndex:
         off_bytes, time_bytes = self.encode()
         for path, data in ((offset_index_path, off_bytes), (time_index_path, time_bytes)):
             tmp = path + ".tmp"
-            with open(tmp, "wb") as f:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb") as f:
                 f.write(data)
             os.replace(tmp, path)  # never leave a half-written index under the real name
 

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from .checkpoint import atomic_write, fsync_dir
 from .errors import StorageError
+from .permissions import FILE_MODE, make_dirs
 
 #: The layout's version, written in every identity file; a newer one is refused.
 LAYOUT_VERSION = 1
@@ -189,7 +190,7 @@ def check_identity(directory: Path, expected: Identity) -> Identity:
         == (expected.kind, expected.namespace, expected.owner)
     )
     if stored is None or adopting:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_dirs(directory)
         atomic_write(str(directory / IDENTITY_FILE), expected.render())
         return expected
     if stored.version > LAYOUT_VERSION:
@@ -220,7 +221,7 @@ def namespace_cluster_id(root: Path, namespace: str, proposed: str) -> str:
 
     Creation is race-free between processes: the identity is linked into place, so the
     first writer wins and everyone else reads its id."""
-    root.mkdir(parents=True, exist_ok=True)
+    make_dirs(root)
     stored = read_identity(root)
     if stored is None:
         tmp = root / f"{IDENTITY_FILE}.{os.getpid()}.{time.monotonic_ns()}.tmp"
@@ -257,9 +258,9 @@ class DirectoryLock:
         self._fd: int | None = None
 
     def acquire(self, wait_s: float = 0.0, retry_s: float = 0.1) -> DirectoryLock:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.directory)
         deadline = time.monotonic() + wait_s
-        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -335,12 +336,12 @@ def adopt_legacy_layout(data_dir: Path, root: Path) -> list[str]:
     try:
         old_meta = data_dir / "metadata"
         if old_meta.is_dir() and not metadata_directory(root).exists():
-            root.mkdir(parents=True, exist_ok=True)
+            make_dirs(root)
             os.rename(old_meta, metadata_directory(root))
             moved.append("metadata")
         old_groups = data_dir / "groups"
         if old_groups.is_dir():
-            (root / "groups").mkdir(parents=True, exist_ok=True)
+            make_dirs(root / "groups")
             for entry in sorted(old_groups.iterdir()):
                 target = root / "groups" / entry.name
                 if entry.is_dir() and not target.exists():
@@ -366,7 +367,7 @@ def claim_legacy_replica(data_dir: Path, target: Path, topic: str, partition: in
     try:
         if not old.is_dir() or target.exists():
             return False
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(target.parent)
         os.rename(old, target)
         fsync_dir(str(target.parent))
         _rmdir_if_empty(old.parent)
@@ -380,8 +381,8 @@ def _migration_lock_acquire(data_dir: Path) -> DirectoryLock:
     """A blocking lock on ``<data_dir>/.layout-migration.lock``: another process's renames are
     a short critical section, worth waiting for."""
     lock = DirectoryLock(data_dir, "layout migration")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / MIGRATION_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    make_dirs(data_dir)
+    fd = os.open(data_dir / MIGRATION_LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
     fcntl.flock(fd, fcntl.LOCK_EX)
     lock._fd = fd
     return lock

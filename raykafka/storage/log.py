@@ -29,6 +29,7 @@ from .config import LogConfig
 from .errors import LogOffsetOutOfRange, StorageError, StorageFull
 from .framing import HEADER_SIZE, CorruptBatch, frame_crc_ok, iter_frames, pack_header, unpack_header
 from .group_commit import GroupCommit
+from .permissions import make_dirs
 from .records import InvalidRecordBatch, decode_record_batch
 from .recovery_point import RecoveryPoint
 from .segment import OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, Segment, parse_segment_file_name
@@ -70,7 +71,7 @@ class PartitionLog:
         self.recovery_lost_segments = 0  # whole segments removed past a hole
         self.recovery_scanned_segments = 0  # CRC-scanned on open (none after a clean shutdown)
         self.fsync_count = 0
-        os.makedirs(self.directory, exist_ok=True)
+        make_dirs(self.directory)
         self._recovery = RecoveryPoint(self.directory, lambda offset: self.sync_through(offset))
         self._open()
         self._last_flush_ms = self._clock_ms()

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from .framing import BatchHeader, CorruptBatch, frame_crc_ok, unpack_header
 from .index import NO_TIMESTAMP, SegmentIndex, load_index
+from .permissions import FILE_MODE
 
 LOG_SUFFIX = ".log"
 OFFSET_INDEX_SUFFIX = ".index"
@@ -76,7 +77,7 @@ class Segment:
     @classmethod
     def create(cls, directory: str, base_offset: int) -> Segment:
         path = os.path.join(directory, segment_file_name(base_offset))
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         return cls(directory, base_offset, fd, 0)
 
     @classmethod
@@ -308,7 +309,7 @@ class Segment:
         # Readers still hold slices of the old inode; ftruncate would make their pages SIGBUS.
         # Copy the kept prefix to a new file and rename it over the old name instead.
         tmp = self.path + ".truncating"
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         try:
             done = 0
             while done < position:

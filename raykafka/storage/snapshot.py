@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import atomic_write
+from .permissions import make_dirs
 
 
 def write_json_atomic(path: str | os.PathLike, state: Any) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     atomic_write(str(path), json.dumps(state, sort_keys=True, indent=1).encode())
 
 
