@@ -26,6 +26,7 @@ from raykafka.actors.actor_logs import route_actor_logs
 from raykafka.actors.naming import DEFAULT_NAMESPACE, TOPIC_MANAGER_NAME
 from raykafka.clock import now_ms
 from raykafka.errors import GroupNotEmpty, UnknownTopic
+from raykafka.groups.commit_order import CommitOrder
 from raykafka.groups.membership import GroupState, UnknownMember
 from raykafka.groups.offsets_store import OffsetsStore
 from raykafka.metrics import GroupMetrics
@@ -85,6 +86,7 @@ class GroupCoordinator:
             wait_s=GROUP_LOCK_WAIT_S,
         )
         self.store = OffsetsStore(directory)
+        self.commit_order = CommitOrder()
         with warnings.catch_warnings():
             # Ray's property reads its own deprecated ``actor_id``: a RayDeprecationWarning in
             # the driver's output for every new group (ray 2.60), about Ray, not this code.
@@ -240,12 +242,23 @@ class GroupCoordinator:
 
     # -- offsets ---------------------------------------------------------------
 
-    async def commit(self, member_id: str | None, offsets: dict[TopicPartition, int]) -> None:
-        """Persist ``offsets`` (fsynced) if ``member_id`` may commit them; else StaleGeneration."""
+    async def commit(
+        self, member_id: str | None, offsets: dict[TopicPartition, int], order: tuple[str, int] | None = None
+    ) -> bool:
+        """Persist ``offsets`` (fsynced) if ``member_id`` may commit them; else StaleGeneration.
+
+        ``order``: ``(client_id, seq)``, the client's commit number. A commit older than one
+        already stored for that client is dropped (returns False): it arrived late, and must not
+        move the group's offsets back (``raykafka.groups.commit_order``)."""
         self._start_background()
         async with self.lock:
+            if order is not None and self.commit_order.is_stale(*order):
+                return False
             self.state.check_commit(member_id, offsets)
             await asyncio.get_running_loop().run_in_executor(None, self.store.commit, offsets)
+            if order is not None:
+                self.commit_order.stored(*order)
+            return True
 
     async def committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
         return {TopicPartition(tp.topic, tp.partition): self.store.committed.get(tp) for tp in tps}

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import collections
 import time
+import uuid
+import weakref
 from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
@@ -132,6 +134,7 @@ class Consumer:
         request_timeout_ms: int = 30000,
         partition_assignment_strategy: str = "cooperative-sticky",
         *,
+        max_poll_interval_ms: int = 300000,
         settings: Settings | None = None,
     ):
         """``settings``: the connection to use instead of the process's (MessageStream passes its own)."""
@@ -151,6 +154,7 @@ class Consumer:
             ("fetch_max_wait_ms", fetch_max_wait_ms, 0),
             ("fetch_max_bytes", fetch_max_bytes, 1),
             ("request_timeout_ms", request_timeout_ms, 1),
+            ("max_poll_interval_ms", max_poll_interval_ms, 1),
         ):
             check_int(name, value, minimum)
         self.group_id = group_id
@@ -162,6 +166,7 @@ class Consumer:
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.fetch_max_bytes = fetch_max_bytes
         self.request_timeout_ms = request_timeout_ms
+        self.max_poll_interval_ms = max_poll_interval_ms
         self.partition_assignment_strategy = partition_assignment_strategy
         self._settings: Settings = settings or current_settings()
         self._manager = topic_manager(self._settings)
@@ -174,6 +179,8 @@ class Consumer:
         self._coordinator = None
         self._next_auto_commit = time.monotonic() + auto_commit_interval_ms / 1000
         self._pending_commit = None  # ObjectRef of the last asynchronous auto-commit
+        self._client_id = uuid.uuid4().hex  # numbers this consumer's commits (_next_commit_order)
+        self._commit_seq = 0
         self._streams: list = []
 
     # -- assignment and positions ------------------------------------------------
@@ -521,7 +528,10 @@ class Consumer:
             strategy=self.partition_assignment_strategy,
             request_timeout_ms=self.request_timeout_ms,
             cohort_size=cohort_size,
+            max_poll_interval_ms=self.max_poll_interval_ms,
         )
+        # Dropped without close() (a notebook cell run again): the member leaves, its thread ends.
+        weakref.finalize(self, GroupMember.abandon, self._member)
 
     def _group(self):
         if self.group_id is None:
@@ -541,6 +551,10 @@ class Consumer:
         if member.error is not None:
             error, member.error = member.error, None
             raise error
+        if member.polled() and self._fetchers:
+            # It had left the group for not polling: these partitions may be read by others now.
+            self._fetchers, self._order = {}, []
+            member.report([], None)
         if member.fenced():
             # Probably removed from the group: another member may read these now. Stop; no commit.
             # Nor apply an answer that came too late: the member must hear from the coordinator
@@ -582,7 +596,7 @@ class Consumer:
         offsets = self._positions()
         if offsets:
             member_id = self._member.member_id if self._member else None
-            self._pending_commit = self._group().commit.remote(member_id, offsets)
+            self._pending_commit = self._group().commit.remote(member_id, offsets, self._next_commit_order())
 
     def _positions(self) -> dict[TopicPartition, int]:
         return {tp: f.position for tp, f in self._fetchers.items() if f.position is not None}
@@ -601,7 +615,15 @@ class Consumer:
 
     def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         member_id = self._member.member_id if self._member else None
-        call(self._group().commit, member_id, offsets, timeout_s=self._timeout_s, what="commit")
+        order = self._next_commit_order()  # one number for every retry of this commit
+        call(self._group().commit, member_id, offsets, order, timeout_s=self._timeout_s, what="commit")
+
+    def _next_commit_order(self) -> tuple[str, int]:
+        """``(client id, sequence)`` of the next commit: the coordinator drops a commit older than
+        one it stored (an async auto-commit overtaken by a later commit, a timed-out commit that
+        still lands), so the group's offsets never move back by accident."""
+        self._commit_seq += 1
+        return self._client_id, self._commit_seq
 
     def commit(self, offsets=None) -> None:
         """Commit ``offsets`` (TopicPartitions with offsets, or ``{tp: offset}``); None commits the

@@ -23,7 +23,7 @@ import ray
 
 from raykafka.api.connection import Settings, group_coordinator
 from raykafka.api.rpc import ACTOR_GONE, require_ray, unwrap
-from raykafka.errors import RayNotConnected
+from raykafka.errors import RayKafkaError, RayNotConnected
 from raykafka.types import TopicPartition
 
 logger = logging.getLogger(__name__)
@@ -44,9 +44,12 @@ class GroupMember:
         strategy: str,
         request_timeout_ms: int,
         cohort_size: int | None = None,
+        max_poll_interval_ms: int | None = None,
     ):
         """``cohort_size``: how many members start together with this one (see the coordinator's
-        ``join``), None when unknown."""
+        ``join``), None when unknown. ``max_poll_interval_ms``: a member whose consumer has not
+        polled for that long leaves the group (Kafka's max.poll.interval.ms): its partitions go
+        to members that read; it rejoins at its next poll. None: never."""
         self.group_id = group_id
         self.cohort_size = cohort_size
         self.topics = list(topics)
@@ -55,6 +58,10 @@ class GroupMember:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.strategy = strategy
         self.request_timeout_ms = request_timeout_ms
+        self.max_poll_interval_ms = max_poll_interval_ms
+        self._last_poll = time.monotonic()
+        self._left_idle = False  # left the group for not polling; rejoins at the next poll
+        self._abandoned = False  # its consumer was dropped without close(): leave on the way out
         self.coordinator = group_coordinator(settings, group_id)
         self.node_id = ray.get_runtime_context().get_node_id()
         self._lock = threading.Lock()
@@ -97,6 +104,57 @@ class GroupMember:
                 self._applied_incarnation = answer["incarnation"]
         self._wake.set()
 
+    def abandon(self) -> None:
+        """Its consumer was garbage-collected without close() (a notebook cell run again): stop,
+        and leave the group from the heartbeat thread (never block the collector)."""
+        self._abandoned = True
+        self._stopped.set()
+        self._wake.set()
+
+    def polled(self) -> bool:
+        """The consumer polls. True when the member had left the group for not polling within
+        max_poll_interval_ms: its partitions are lost (drop them without committing; other
+        members read them now). It rejoins at once."""
+        with self._lock:
+            self._last_poll = time.monotonic()
+            if not self._left_idle:
+                return False
+            self._left_idle = False
+            self._joined = False
+            self._latest = None
+            self._answered.clear()
+        self._wake.set()
+        return True
+
+    def _idle_too_long(self) -> bool:
+        if self.max_poll_interval_ms is None:
+            return False
+        with self._lock:
+            return (
+                not self._left_idle and time.monotonic() - self._last_poll > self.max_poll_interval_ms / 1000
+            )
+
+    def _leave_idle(self) -> None:
+        """Leave the group because the consumer stopped polling (or was dropped without close)."""
+        with self._lock:
+            self._left_idle = True
+            self._joined = False
+        logger.warning(
+            "group %s: %s did not poll for max_poll_interval_ms=%d; it leaves the group (its partitions "
+            "move to members that read) and rejoins at its next poll",
+            self.group_id,
+            self.member_id,
+            self.max_poll_interval_ms,
+        )
+        self._leave("it did not poll")
+
+    def _leave(self, why: str) -> None:
+        try:
+            require_ray()
+            ray.get(self.coordinator.leave.remote(self.member_id), timeout=self.request_timeout_ms / 1000)
+        except Exception as exc:  # the session timeout removes it anyway: it stops heartbeating
+            logger.info("group %s: %s; leaving failed (%s)", self.group_id, why, exc)
+
     def fenced(self) -> bool:
         return time.monotonic() - self._last_ok > self.session_timeout_ms / 1000
 
@@ -119,7 +177,20 @@ class GroupMember:
     # -- the heartbeat thread ----------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._heartbeat_until_stopped()
+        finally:
+            if self._abandoned and not self._left_idle:
+                self._leave("its consumer was dropped without close()")
+
+    def _heartbeat_until_stopped(self) -> None:
         while not self._stopped.is_set():
+            if self._idle_too_long():
+                self._leave_idle()
+            if self._left_idle:  # until the consumer polls again (polled() wakes us)
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
             answer = None
             try:
                 answer = self._exchange()
@@ -130,12 +201,14 @@ class GroupMember:
                     "group %s: coordinator unreachable (%s); retrying", self.group_id, type(exc).__name__
                 )
             except ray.exceptions.RayTaskError as exc:
-                self.error = unwrap(exc)
-                return
-            except Exception as exc:  # keep the thread alive; report it once
-                logger.exception("group %s: heartbeat failed", self.group_id)
-                self.error = exc
-                return
+                cause = unwrap(exc)
+                if isinstance(cause, RayKafkaError | ValueError | TypeError):  # an answer: e.g. UnknownTopic
+                    self.error = cause
+                    return
+                # anything else went wrong in the coordinator (a transient error): try again
+                logger.warning("group %s: heartbeat failed (%s); retrying", self.group_id, exc)
+            except Exception:  # a client-side surprise: keep heartbeating, say so
+                logger.exception("group %s: heartbeat failed; retrying", self.group_id)
             pending = answer is not None and answer["pending"] > 0
             quick = pending or not self._joined
             interval_ms = RECONCILE_HEARTBEAT_MS if quick else self.heartbeat_interval_ms
