@@ -556,3 +556,29 @@ def ray_get(ref, timeout_s: float = 60):
     import ray
 
     return ray.get(ref, timeout=timeout_s)
+
+
+def test_with_flush_messages_1_an_acks_all_ack_is_on_every_in_sync_replicas_disk(cluster, rkc):
+    """flush.messages=1: the leader fsyncs before acknowledging and each follower before it
+    reports its new log end, so at the acknowledgement every in-sync replica has it on disk."""
+    import ray
+
+    admin = Admin()
+    admin.create_topic(
+        "fsynced",
+        partitions=1,
+        replication_factor=3,
+        config={"flush.messages": "1", "min.insync.replicas": "3"},
+    )
+    prefix = "raykafka.partition.fsynced.0."
+    replicas = [
+        ray.get_actor(entry["name"], namespace=rkc.namespace)
+        for entry in ray.util.list_named_actors(all_namespaces=True)
+        if entry["namespace"] == rkc.namespace and entry["name"].startswith(prefix)
+    ]
+    assert len(replicas) == 3
+    with Producer(acks="all", linger_ms=0) as producer:
+        for i in range(10):
+            [meta] = producer.send("fsynced", f"f-{i}".encode()).result(30)
+            flushed = [ray.get(replica.state.remote())["flushed_offset"] for replica in replicas]
+            assert min(flushed) >= meta.offset + 1, (i, flushed)

@@ -428,6 +428,11 @@ class PartitionActor:
                 if header.leader_epoch > self.epochs.latest_epoch:
                     self.epochs.assign(header.leader_epoch, header.base_offset)
             self.log.append_frames(tail)  # checks every CRC and offset before writing
+        if self.log.flush_due():
+            # The topic's flush policy holds on followers per replicate call as on the leader: with
+            # flush.messages=1 (or flush.ms=0) the new log end is on this disk before the leader
+            # hears of it, so an acks="all" acknowledgement is on every in-sync replica's disk.
+            await self._sync_through(self.log.log_end_offset)
         self.high_watermark = min(max(self.high_watermark, leader_high_watermark), self.log.log_end_offset)
         if leader_log_start > self.log.log_start_offset:  # delete_records and retention follow the leader
             self.log.delete_records(min(leader_log_start, self.log.log_end_offset))
@@ -547,6 +552,7 @@ class PartitionActor:
             "log_start_offset": self.log.log_start_offset,
             "log_end_offset": self.log.log_end_offset,
             "high_watermark": self.high_watermark,
+            "flushed_offset": self.log.flushed_offset,
             "isr": self._leading.isr() if self._leading is not None else None,
         }
 
