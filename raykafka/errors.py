@@ -96,6 +96,12 @@ class RayNotConnected(RayKafkaError, ConnectionError):
     call ``raykafka.connect()`` and create new clients."""
 
 
+class LogDirFailed(RayKafkaError):
+    """A replica's data directory failed (a disk error: EIO on fsync or write, read-only file
+    system). The replica stops acknowledging and reports itself failed; the partition fails
+    over to an in-sync replica. Clients retry against the new leader by themselves."""
+
+
 class StorageFull(RayKafkaError):
     """A replica's disk is full. Retriable: nothing of the rejected batch was kept, nothing
     acknowledged is lost, and appends resume by themselves once space is freed (retention,
@@ -109,6 +115,7 @@ __all__ = [
     "GroupNotEmpty",
     "InvalidConfig",
     "InvalidTopicName",
+    "LogDirFailed",
     "MessageTooLarge",
     "NotEnoughReplicas",
     "NotLeader",

@@ -46,6 +46,7 @@ from raykafka.clock import now_ms
 from raykafka.errors import (
     CorruptRecord,
     FencedLeader,
+    LogDirFailed,
     MessageTooLarge,
     NotEnoughReplicas,
     NotLeader,
@@ -186,6 +187,7 @@ class PartitionActor:
         """Lead from ``epoch`` on, replicating to ``followers`` ({replica_id: handle}).
 
         Returns the log end."""
+        self._require_healthy_disk()
         if epoch < self.leader_epoch:
             raise FencedLeader(f"{self.name}: epoch {epoch} is older than {self.leader_epoch}")
         if self.role == "leader" and epoch == self.leader_epoch:
@@ -220,6 +222,7 @@ class PartitionActor:
 
     async def become_follower(self, epoch: int, leader_id: str, leader) -> int:
         """Follow ``leader`` from ``epoch`` on, truncating what the leader never had; returns the log end."""
+        self._require_healthy_disk()
         if epoch < self.leader_epoch:
             raise FencedLeader(f"{self.name}: epoch {epoch} is older than {self.leader_epoch}")
         self._stop_leading()
@@ -256,6 +259,10 @@ class PartitionActor:
         self.log.truncate_to(offset)
         self.epochs.truncate_from(self.log.log_end_offset)
         self.high_watermark = min(self.high_watermark, self.log.log_end_offset)
+
+    def _require_healthy_disk(self) -> None:
+        if self.log.failure is not None:
+            raise self._disk_failed(self.log.failure)
 
     def _require_leader(self) -> None:
         if self.role != "leader":
@@ -366,6 +373,8 @@ class PartitionActor:
             )
         except storage.StorageFull as exc:
             raise StorageFull(f"{self.name}: {exc}") from None
+        except storage.LogDirFailed as exc:
+            raise self._disk_failed(exc) from None
         self._leading.on_append()
         return base, (max_ts if self.log_append_time else -1), base + count
 
@@ -390,7 +399,19 @@ class PartitionActor:
                 )
 
     async def _sync_through(self, offset: int) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.log.sync_through, offset)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.log.sync_through, offset)
+        except storage.LogDirFailed as exc:
+            raise self._disk_failed(exc) from None
+
+    def _disk_failed(self, exc: storage.LogDirFailed) -> LogDirFailed:
+        """The disk under this replica failed: it stops leading and acknowledging for good (its
+        health answer says "failed", so the TopicManager elects another in-sync replica)."""
+        if self.role != "failed":
+            logger.error("%s: replica %s failed: %s", self.name, self.replica_id, exc)
+            self._stop_leading()
+            self.role = "failed"
+        return LogDirFailed(f"{self.name}: replica {self.replica_id}'s data directory failed ({exc}); retry")
 
     # -- replicate (follower) ------------------------------------------------------
 
@@ -406,6 +427,7 @@ class PartitionActor:
             raise FencedLeader(
                 f"{self.name}: a leader of epoch {epoch} was deposed (now {self.leader_epoch})"
             )
+        self._require_healthy_disk()
         if self.role != "follower" or epoch != self.leader_epoch:
             raise NotLeader(f"{self.name}: replica {self.replica_id} is not following epoch {epoch} yet")
         if self.log.log_end_offset < leader_log_start:
@@ -427,7 +449,10 @@ class PartitionActor:
             for header, _ in iter_frames(tail, verify=False):
                 if header.leader_epoch > self.epochs.latest_epoch:
                     self.epochs.assign(header.leader_epoch, header.base_offset)
-            self.log.append_frames(tail)  # checks every CRC and offset before writing
+            try:
+                self.log.append_frames(tail)  # checks every CRC and offset before writing
+            except storage.LogDirFailed as exc:
+                raise self._disk_failed(exc) from None
         if self.log.flush_due():
             # The topic's flush policy holds on followers per replicate call as on the leader: with
             # flush.messages=1 (or flush.ms=0) the new log end is on this disk before the leader

@@ -389,7 +389,7 @@ class TopicManager:
             candidates = [r for r in part["isr"] if r != old] + ([old] if old in part["isr"] else [])
             for candidate in candidates:
                 state = await self._state(candidate)
-                if state is None:
+                if state is None or state["role"] == "failed":  # gone, or its disk failed
                     continue
                 if candidate == old and state["role"] == "leader" and state["epoch"] == part["leader_epoch"]:
                     self._leader_answers((topic, partition), old)
@@ -509,6 +509,9 @@ class TopicManager:
             if part["leader"] is None or self._plock(*key).locked():
                 return
             state = await self._state(part["leader"])
+            if state is not None and state["role"] == "failed":  # its disk failed: it takes no writes
+                await self._elect(name, part, "the leader's data directory failed")
+                return
             if state is not None:
                 self._leader_answers(key, part["leader"])
                 if state["role"] == "unknown":  # restarted; it is asking for its role too

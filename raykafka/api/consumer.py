@@ -33,6 +33,7 @@ from raykafka.api.rpc import ACTOR_GONE, call, require_ray, unwrap
 from raykafka.api.validation import check_int, check_timeout
 from raykafka.errors import (
     ConsumerClosed,
+    LogDirFailed,
     NotLeader,
     OffsetOutOfRange,
     RayNotConnected,
@@ -314,7 +315,7 @@ class Consumer:
                 if isinstance(cause, OffsetOutOfRange):
                     self._reset_position(fetcher, cause)
                     continue
-                if isinstance(cause, NotLeader):
+                if isinstance(cause, NotLeader | LogDirFailed):  # a new leader is (being) elected
                     self._lost_leader(fetcher)
                     continue
                 raise cause from None

@@ -47,6 +47,7 @@ from raykafka.api.record_builder import MAX_OFFSET, RecordBuilder, RecordFutureB
 from raykafka.api.rpc import ACTOR_GONE, LEADER_ATTEMPT_S, call, require_ray, unwrap
 from raykafka.api.validation import check_int
 from raykafka.errors import (
+    LogDirFailed,
     MessageTooLarge,
     NotLeader,
     ProducerClosed,
@@ -62,8 +63,9 @@ from raykafka.types import RecordMetadata
 logger = logging.getLogger(__name__)
 
 #: Answers a batch is sent again for (until request_timeout_ms): the leader moved or is
-#: restarting, or its disk is full (appends resume once space is freed).
-RETRIABLE = (*ACTOR_GONE, NotLeader, StorageFull)
+#: restarting, its disk is full (appends resume once space is freed), or its disk failed (the
+#: partition fails over to another in-sync replica).
+RETRIABLE = (*ACTOR_GONE, NotLeader, StorageFull, LogDirFailed)
 
 #: Kafka's default for max.in.flight.requests.per.connection.
 DEFAULT_MAX_IN_FLIGHT_PER_PARTITION = 5

@@ -9,7 +9,8 @@ Modules, bottom up (docs/FORMAT.md documents every byte they write):
   on the wire.
 * :mod:`.records` -- ``RECORD_SCHEMA`` and the payload encoding: one Arrow IPC
   record-batch message per frame.
-* :mod:`.errors` -- ``StorageError``, ``LogOffsetOutOfRange``, ``StorageFull``.
+* :mod:`.errors` -- ``StorageError``, ``LogOffsetOutOfRange``, ``StorageFull``, ``LogDirFailed``.
+* :mod:`.faults` -- test-only fault injection (EIO on fsync or write); off and free by default.
 * :mod:`.config` -- ``LogConfig``: roll, retention, flush and index settings.
 * :mod:`.index` -- the sparse offset + time index of one segment, in memory and as the
   ``.index`` / ``.timeindex`` files.
@@ -22,7 +23,7 @@ Modules, bottom up (docs/FORMAT.md documents every byte they write):
 """
 
 from .config import LogConfig
-from .errors import LogOffsetOutOfRange, StorageError, StorageFull
+from .errors import LogDirFailed, LogOffsetOutOfRange, StorageError, StorageFull
 from .framing import (
     ATTR_LOG_APPEND_TIME,
     HEADER_SIZE,
@@ -55,6 +56,7 @@ __all__ = [
     "CorruptBatch",
     "InvalidRecordBatch",
     "LogConfig",
+    "LogDirFailed",
     "LogOffsetOutOfRange",
     "PartitionLog",
     "StorageError",

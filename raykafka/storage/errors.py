@@ -29,6 +29,14 @@ class LogOffsetOutOfRange(StorageError):
         return (type(self), (self.offset, self.log_start_offset, self.log_end_offset))
 
 
+class LogDirFailed(StorageError):
+    """The log's disk failed (an fsync or write reported EIO, the file system went read-only).
+    Final for this process: a failed fsync is never retried into a false success (Linux may
+    report a lost write once and then succeed), so the log refuses every later append, sync
+    and read. Its replica must be replaced by another in-sync one (Kafka marks the log
+    directory offline the same way)."""
+
+
 class StorageFull(StorageError):
     """The device holding the log is full (ENOSPC, EDQUOT). Retriable: whatever was partly
     written has been cut back, the log is as it was before the call, and appends work again

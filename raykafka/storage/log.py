@@ -24,9 +24,10 @@ from collections.abc import Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import faults
 from .checkpoint import TMP_SUFFIX, atomic_write, fsync_dir, read_log_start_offset, write_log_start_offset
 from .config import LogConfig
-from .errors import LogOffsetOutOfRange, StorageError, StorageFull
+from .errors import LogDirFailed, LogOffsetOutOfRange, StorageError, StorageFull
 from .framing import HEADER_SIZE, CorruptBatch, frame_crc_ok, iter_frames, pack_header, unpack_header
 from .group_commit import GroupCommit
 from .permissions import make_dirs
@@ -67,6 +68,7 @@ class PartitionLog:
         self._dir_dirty = False  # a segment file was created since the last directory fsync
         self._truncations = 0  # bumped by truncate_to so an in-flight fsync round can't overclaim
         self._closed = False
+        self._failure: LogDirFailed | None = None  # set for good by a disk error (_fail)
         self.recovery_truncated_bytes = 0  # cut by recovery on open: torn tails, bad frames, holes
         self.recovery_lost_segments = 0  # whole segments removed past a hole
         self.recovery_scanned_segments = 0  # CRC-scanned on open (none after a clean shutdown)
@@ -275,7 +277,7 @@ class PartitionLog:
                     f"{self.directory}: no space left on the device ({exc.strerror}); nothing of this "
                     f"batch was kept. Free space (retention, delete_records, another disk) and retry"
                 ) from None
-            raise
+            raise self._fail(exc) from None  # EIO, EROFS, ...: the disk is not to be trusted
         with self._lock:
             seg.note_batch(pos, header, self.config.index_interval_bytes)
             self._log_end_offset = header.next_offset
@@ -550,6 +552,8 @@ class PartitionLog:
     def _sync_round(self) -> int:
         """One group-commit round: fsync every file with unsynced bytes, then the directory."""
         with self._lock:
+            if self._failure is not None:
+                raise self._failure
             if self._closed:
                 raise StorageError(f"log {self.directory} is closed")
             target = self._log_end_offset
@@ -563,12 +567,18 @@ class PartitionLog:
             dir_dirty, self._dir_dirty = self._dir_dirty, False
         fsyncs = 0
         try:
-            for _seg, fd, _size in todo:
+            for seg, fd, _size in todo:
+                if faults.ENABLED:
+                    faults.check("fsync", seg.path)
                 os.fsync(fd)
                 fsyncs += 1
             if dir_dirty:
                 fsync_dir(self.directory)
                 fsyncs += 1
+        except OSError as exc:
+            # Never retried: after a failed fsync the kernel may have dropped the dirty pages and
+            # report success next time. The log is failed for good; its replica must be replaced.
+            raise self._fail(exc) from None
         except BaseException:
             with self._lock:
                 self._dir_dirty = self._dir_dirty or dir_dirty
@@ -592,14 +602,34 @@ class PartitionLog:
         self.config = config
 
     def _check_open(self) -> None:
+        if self._failure is not None:
+            raise self._failure
         if self._closed:
             raise StorageError(f"log {self.directory} is closed")
+
+    @property
+    def failure(self) -> LogDirFailed | None:
+        """Why the log failed for good (a disk error), None while it is healthy."""
+        return self._failure
+
+    def _fail(self, exc: OSError) -> LogDirFailed:
+        """Mark the log failed (the first failure is kept) and return the error to raise."""
+        with self._lock:
+            if self._failure is None:
+                self._failure = LogDirFailed(
+                    f"{self.directory}: the disk failed ({exc.strerror or exc}; errno {exc.errno}); this "
+                    f"replica takes no more appends, syncs or reads until it is restarted on a healthy disk"
+                )
+            return self._failure
 
     def close(self) -> None:
         """Fsync what is pending (a clean shutdown loses nothing), checkpoint the recovery point,
         write the active segment's index and the clean-shutdown marker, close the files.
         The next open then scans nothing."""
         if self._closed:
+            return
+        if self._failure is not None:  # nothing can be made durable: just let go of the files
+            self.destroy(remove_files=False)
             return
         self.flush()
         self._recovery.close()
@@ -612,15 +642,17 @@ class PartitionLog:
             for seg in segments:
                 seg.close()
 
-    def destroy(self) -> None:
-        """Close without flushing and remove the directory with everything in it."""
+    def destroy(self, remove_files: bool = True) -> None:
+        """Close without flushing and remove the directory with everything in it (or, with
+        ``remove_files=False``, only close)."""
         self._recovery.close()
         with self._lock:
             self._closed = True
             segments, self._segments = self._segments, []
             for seg in segments:
                 seg.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if remove_files:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> PartitionLog:
         return self

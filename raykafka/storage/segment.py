@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
+from . import faults
 from .framing import BatchHeader, CorruptBatch, frame_crc_ok, unpack_header
 from .index import NO_TIMESTAMP, SegmentIndex, load_index
 from .permissions import FILE_MODE
@@ -194,6 +195,8 @@ class Segment:
         pos = self.size_bytes
         assert os.lseek(self.fd, 0, os.SEEK_CUR) == pos, "segment file position drifted before write"
         try:
+            if faults.ENABLED:
+                faults.check("write", self.path)
             written = os.writev(self.fd, parts)
             while written < length:  # a short write (a disk filling up, say): finish it
                 rest = memoryview(b"".join(bytes(p) for p in parts))[written:]
