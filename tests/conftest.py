@@ -47,6 +47,14 @@ def kill_namespace(namespace: str) -> None:
 
 
 @pytest.fixture
+def local_ray(ray_session):
+    """The session's local Ray, started again if an earlier test shut it down (test_faults does)."""
+    if not _MULTI_NODE["active"]:
+        ensure_local_ray()
+    return ray_session
+
+
+@pytest.fixture
 def rk(ray_session, tmp_path):
     """raykafka connected to a namespace and data directory of this test's own."""
     import raykafka

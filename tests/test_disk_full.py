@@ -17,7 +17,7 @@ from tests.tmpfs import fill_with_ballast, mounted_tmpfs
 RECORD = 2048
 
 
-def test_full_disk_fails_sends_typed_then_resumes_when_space_is_freed(ray_session, tmp_path):
+def test_full_disk_fails_sends_typed_then_resumes_when_space_is_freed(local_ray, tmp_path):
     namespace, topic = f"test-{uuid.uuid4().hex[:8]}", f"full-{uuid.uuid4().hex[:6]}"
     with mounted_tmpfs(tmp_path / "disk", 8 << 20) as disk:
         raykafka.connect(namespace=namespace, data_dir=str(disk))

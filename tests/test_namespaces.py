@@ -50,7 +50,7 @@ def commit_first(topic: str, group: str, count: int) -> None:
 
 
 @pytest.fixture
-def two_namespaces(ray_session, tmp_path):
+def two_namespaces(local_ray, tmp_path):
     """Two namespaces, one data directory; yields (namespace_a, namespace_b, data_dir)."""
     data_dir = str(tmp_path / "data")
     names = [f"test-{uuid.uuid4().hex[:8]}", f"typo-{uuid.uuid4().hex[:8]}"]
@@ -178,7 +178,7 @@ def test_replica_whose_directory_is_held_comes_back_when_it_is_freed(rk, topic_n
 
 
 def test_data_of_the_layout_before_namespaces_is_adopted_by_the_default_namespace(
-    ray_session, tmp_path, topic_name
+    local_ray, tmp_path, topic_name
 ):
     """An upgrade: metadata, groups and replicas directly under data_dir (the old layout) are
     moved into namespaces/raykafka/ on first start, records and commits intact."""
