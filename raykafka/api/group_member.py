@@ -207,8 +207,10 @@ class GroupMember:
                     return
                 # anything else went wrong in the coordinator (a transient error): try again
                 logger.warning("group %s: heartbeat failed (%s); retrying", self.group_id, exc)
-            except Exception:  # a client-side surprise: keep heartbeating, say so
-                logger.exception("group %s: heartbeat failed; retrying", self.group_id)
+            except Exception as exc:  # a client-side failure (e.g. its Ray is gone): stop, report it
+                logger.exception("group %s: heartbeat failed", self.group_id)
+                self.error = exc
+                return
             pending = answer is not None and answer["pending"] > 0
             quick = pending or not self._joined
             interval_ms = RECONCILE_HEARTBEAT_MS if quick else self.heartbeat_interval_ms
