@@ -629,3 +629,129 @@ def test_a_leader_whose_disk_fails_hands_over_and_nothing_acknowledged_is_lost(c
     # The record in flight when the disk failed may be stored twice (at-least-once: the new
     # leader's producer state starts empty); nothing else is.
     assert len(got) - len(sent) <= 1 and [v for k, v in enumerate(got) if k == 0 or got[k - 1] != v] == sent
+
+
+# -- replication safety, driven deterministically on partition actors made by hand --------------
+# No TopicManager knows these replicas, so a leader's request to shrink its ISR is refused and it
+# keeps the ISR it has: what a test sees is the leader's own rule, not the manager's.
+
+
+def _record_payloads(n: int) -> list:
+    import pyarrow as pa
+
+    from raykafka.storage.records import RECORD_SCHEMA, encode_record_batch
+
+    payloads = []
+    for i in range(n):
+        batch = pa.RecordBatch.from_arrays(
+            [
+                pa.array([None], pa.binary()),
+                pa.array([f"r-{i}".encode()], pa.binary()),
+                pa.array([1_000 + i], pa.int64()),
+                pa.array([None], RECORD_SCHEMA.field("headers").type),
+            ],
+            schema=RECORD_SCHEMA,
+        )
+        payloads.append(encode_record_batch(batch))
+    return payloads
+
+
+def _hand_made_replicas(rkc, tmp_path, names: list[str], config: dict[str, str] | None = None) -> dict:
+    import ray
+
+    from raykafka.actors.topic_manager import _PartitionActor
+
+    handles = {
+        name: _PartitionActor.options(namespace=rkc.namespace, num_cpus=0, name=f"hand-{name}").remote(
+            "safety", 0, name, str(tmp_path / "data"), dict(config or {}), rkc.namespace, 200
+        )
+        for name in names
+    }
+    ray.get([h.state.remote() for h in handles.values()])
+    return handles
+
+
+def _first_frames(frames: list, count: int) -> list:
+    """The first ``count`` frames of a fetch answer, as one buffer (a follower given only those)."""
+    from raykafka.storage.framing import unpack_header
+
+    data = b"".join(bytes(memoryview(buf).cast("B")) for buf in frames)
+    end = 0
+    for _ in range(count):
+        end += unpack_header(data, end).frame_length
+    return [data[:end]]
+
+
+def _isr_and_hw(handle) -> tuple[list[str], int]:
+    import ray
+
+    state = ray.get(handle.state.remote())
+    return state["isr"], state["high_watermark"]
+
+
+def test_a_short_follower_is_not_admitted_against_a_new_leaders_stale_high_watermark(cluster, rkc, tmp_path):
+    """KAFKA-7128, driven step by step. Old leader P had records 0..9 in sync with L and T; L
+    learned a high watermark of only 5 (followers hear it a round late). S holds 0..6. P dies,
+    and T with it; L leads epoch 1 from log end 10 with ISR [L, T], so its stale high watermark
+    stands. S answers at 7: past that high watermark, short of what P may have acknowledged. S's
+    disk then fails, so it stays at 7. S must not be in L's ISR, from which it could be elected
+    and lose 7..9."""
+    import ray
+
+    handles = _hand_made_replicas(rkc, tmp_path, ["P", "L", "S", "T"])
+    p, leader, short, dead = handles["P"], handles["L"], handles["S"], handles["T"]
+    ray.get(p.become_leader.remote(0, {}, ["P"]))
+    ray.get([p.append.remote(payload) for payload in _record_payloads(10)])
+    frames, _, high_watermark = ray.get(p.fetch.remote(0, 1 << 20, 0))
+    assert high_watermark == 10
+    ray.get(leader.become_follower.remote(0, "P", p))
+    assert ray.get(leader.replicate.remote(0, 0, frames, 5, 0)) == 10
+    ray.get(short.become_follower.remote(0, "P", p))
+    assert ray.get(short.replicate.remote(0, 0, _first_frames(frames, 7), 5, 0)) == 7
+    ray.kill(p)
+    ray.kill(dead)
+    control = cluster.faults_dir / "write"
+    control.write_text(f"{ray.get(short.info.remote())['directory']} EIO\n")  # S stays at 7
+    try:
+        ray.get(short.become_follower.remote(1, "L", leader))
+        ray.get(leader.become_leader.remote(1, {"S": short, "T": dead}, ["L", "T"]))
+        deadline = time.monotonic() + 30
+        while ray.get(short.health.remote())[0] != "failed":  # S answered at 7, then failed on 7..9
+            assert time.monotonic() < deadline, "L never sent S records 7..9"
+            time.sleep(0.05)
+        assert _isr_and_hw(leader) == (["L", "T"], 5)
+        assert ray.get(short.state.remote())["log_end_offset"] == 7
+    finally:
+        control.unlink(missing_ok=True)
+        for h in handles.values():
+            ray.kill(h)
+
+
+def test_retention_stops_at_the_high_watermark_a_stuck_in_sync_follower_holds(cluster, rkc, tmp_path):
+    """Records past the high watermark are not on every in-sync replica yet: retention keeps them,
+    however old, while a follower in the ISR is stuck below them."""
+    import ray
+
+    config = {"segment.bytes": "300", "retention.ms": "0"}  # a segment per ~2 batches, all expired
+    handles = _hand_made_replicas(rkc, tmp_path, ["L", "S"], config)
+    leader, stuck = handles["L"], handles["S"]
+    ray.get(stuck.become_follower.remote(1, "L", leader))
+    ray.get(leader.become_leader.remote(1, {"S": stuck}, ["L", "S"]))
+    payloads = _record_payloads(12)
+    ray.get([leader.append.remote(payload) for payload in payloads[:4]])
+    deadline = time.monotonic() + 30
+    while _isr_and_hw(leader) != (["L", "S"], 4):
+        assert time.monotonic() < deadline, _isr_and_hw(leader)
+        time.sleep(0.05)
+    control = cluster.faults_dir / "write"
+    control.write_text(f"{ray.get(stuck.info.remote())['directory']} EIO\n")
+    try:
+        ray.get([leader.append.remote(payload) for payload in payloads[4:]])
+        ray.get(leader.apply_retention.remote())
+        state = ray.get(leader.state.remote())
+        assert (state["high_watermark"], state["log_end_offset"], state["isr"]) == (4, 12, ["L", "S"])
+        assert 0 < state["log_start_offset"] <= 4  # expired segments below the HW went, no more
+    finally:
+        control.unlink(missing_ok=True)
+        for h in handles.values():
+            ray.kill(h)

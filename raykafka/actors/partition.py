@@ -134,6 +134,9 @@ class PartitionActor:
         self.log = PartitionLog(self.directory, to_log_config(config))
         self.open_seconds = time.monotonic() - started
         self.epochs = LeaderEpochCache(self.directory)
+        # Recovery may have cut the log below epochs the cache recorded (a power loss): forget them,
+        # or a consumer's truncation check would find records of an epoch that are gone.
+        self.epochs.truncate_from(self.log.log_end_offset)
         self._apply_config(config)
         self.replica_lag_time_max_ms = replica_lag_time_max_ms
         self.replicate_timeout_ms = replicate_timeout_ms
@@ -557,7 +560,7 @@ class PartitionActor:
         self.log.update_config(to_log_config(config))
 
     async def apply_retention(self) -> int:
-        return self.log.apply_retention()
+        return self.log.apply_retention(max_offset=self.high_watermark)
 
     async def flush(self) -> None:
         await self._sync_through(self.log.log_end_offset)
@@ -616,7 +619,7 @@ class PartitionActor:
                 self.metrics.offsets(self.log.log_start_offset, self.log.log_end_offset, self.high_watermark)
                 if self.log.flush_due():
                     await self._sync_through(self.log.log_end_offset)
-                deleted = self.log.apply_retention()
+                deleted = self.log.apply_retention(max_offset=self.high_watermark)
                 if deleted:
                     logger.info("%s: retention deleted %d segment(s)", self.name, deleted)
             except Exception:  # keep maintaining; the next round retries

@@ -66,6 +66,8 @@ class LeaderReplication:
             high_watermark=max(high_watermark, log.log_start_offset),
             lag_time_max_ms=lag_time_max_ms,
             now_ms=now_ms(),
+            # where this epoch began (become_leader recorded it): the end of every earlier one
+            epoch_start_offset=replica.epochs.end_offset_for(epoch - 1, log.log_end_offset),
         )
         self.tracker.on_append(log.log_end_offset)
         self._appended = asyncio.Event()

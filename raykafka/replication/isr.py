@@ -7,7 +7,11 @@ Kafka's rules, in one place:
   falls behind longer, or whose replication call fails, leaves the ISR -- but
   only once the TopicManager has recorded the smaller ISR (``remove``), so a
   replica that missed acknowledged records can never be elected leader.
-* A follower rejoins the ISR once its log end reaches the high watermark.
+* A follower joins (or rejoins) the ISR once its log end reaches both the high
+  watermark and the start of the leader's current epoch (KAFKA-7128). A new
+  leader's high watermark may be stale -- followers learn it a round late -- and
+  records below the epoch start may have been acknowledged by the previous
+  leader: admitting a follower that lacks them could make it electable.
 * The high watermark is the smallest log end among the ISR (the leader
   included): every record below it is on every in-sync replica, so only those
   are visible to consumers and acknowledged to ``acks="all"``. It never moves
@@ -30,8 +34,10 @@ class ReplicaTracker:
         high_watermark: int,
         lag_time_max_ms: int,
         now_ms: int,
+        epoch_start_offset: int = 0,
     ):
         self.leader_id = leader_id
+        self.epoch_start_offset = epoch_start_offset  # the leader's log end when its epoch began
         self.lag_time_max_ms = lag_time_max_ms
         self.follower_end: dict[str, int] = {f: -1 for f in follower_ids}  # -1: not heard from yet
         self.last_caught_up_ms: dict[str, int] = {f: now_ms for f in self.follower_end}
@@ -53,7 +59,11 @@ class ReplicaTracker:
         self.follower_end[follower] = follower_end
         if follower_end >= leader_end_when_sent:
             self.last_caught_up_ms[follower] = now_ms
-        joined = follower not in self.isr and follower_end >= self.high_watermark
+        joined = (
+            follower not in self.isr
+            and follower_end >= self.high_watermark
+            and follower_end >= self.epoch_start_offset
+        )
         if joined:
             self.isr.add(follower)
         self._advance()

@@ -462,14 +462,20 @@ class PartitionLog:
         # No directory fsync needed: if an unlink is lost in a crash the segment lies below the
         # (fsynced) log start checkpoint and is deleted again on open.
 
-    def apply_retention(self) -> int:
-        """Delete old sealed segments by retention_ms / retention_bytes; returns how many."""
+    def apply_retention(self, max_offset: int | None = None) -> int:
+        """Delete old sealed segments by retention_ms / retention_bytes; returns how many.
+
+        ``max_offset`` (the partition's high watermark) caps it: a segment holding any offset at
+        or past it stays, so retention never removes a record before every in-sync replica
+        has it (a follower that lost its copy could otherwise not catch up)."""
         self._check_open()
         now = self._clock_ms()
         retention_ms, retention_bytes = self.config.retention_ms, self.config.retention_bytes
         size = self._size_bytes
         doomed = []
         for seg in self._segments[:-1]:  # never the active one
+            if max_offset is not None and seg.end_offset > max_offset:
+                break
             by_time = retention_ms >= 0 and now - seg.max_timestamp_ms > retention_ms
             by_size = retention_bytes >= 0 and size - seg.size_bytes >= retention_bytes
             if not (by_time or by_size):

@@ -74,6 +74,23 @@ def test_retention_by_bytes(tmp_path):
     log.close()
 
 
+def test_retention_never_passes_the_high_watermark(tmp_path):
+    """Records not yet on every in-sync replica stay, however old: a segment holding any offset at
+    or past ``max_offset`` (the high watermark) is kept, and so is everything after it."""
+    cfg = LogConfig(segment_bytes=2 * FRAME, retention_ms=0)
+    now = [10_000]
+    log = PartitionLog(tmp_path / "p", cfg, clock_ms=lambda: now[0])
+    fill(log, 7)  # segments [0,1] [2,3] [4,5] [6], all expired
+    assert log.apply_retention(max_offset=3) == 1  # [2,3] holds offset 3: not yet
+    assert (log.log_start_offset, log.segment_base_offsets) == (2, [2, 4, 6])
+    assert log.apply_retention(max_offset=4) == 1
+    assert log.apply_retention(max_offset=4) == 0
+    assert [f[0] for f in read_all(log)] == [4, 5, 6]
+    assert log.apply_retention(max_offset=7) == 1
+    assert log.log_start_offset == 6
+    log.close()
+
+
 def test_retention_forever(tmp_path):
     now = [0]
     log = PartitionLog(
