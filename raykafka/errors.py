@@ -86,6 +86,12 @@ class FencedLeader(RayKafkaError):
     """A replica refused a request from a leader of an older epoch (a deposed leader)."""
 
 
+class InvalidReplicaAssignment(RayKafkaError, ValueError):
+    """A reassignment that names no live node, repeats one, or would leave its partition led by
+    a replica that is not in sync (an unclean election: acknowledged records could be lost).
+    Nothing was changed."""
+
+
 class CorruptRecord(RayKafkaError):
     """Stored data failed its CRC; it was not returned. Operators: see docs/FORMAT.md."""
 

@@ -70,6 +70,12 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _bool(text: str) -> bool:
+    if text not in ("true", "false"):
+        raise ValueError(f"{text!r} is not 'true' or 'false'")
+    return text == "true"
+
+
 def _cleanup_policy(text: str) -> str:
     if text == "compact" or "compact" in text.split(","):
         raise ValueError("'compact' is not supported yet; use 'delete'")
@@ -90,8 +96,14 @@ TOPIC_CONFIG_KEYS: dict[str, _Key] = {
     "flush.messages": _Key(str(_LONG_MAX), _long(1), "fsync after this many unflushed messages"),
     "flush.ms": _Key(str(_LONG_MAX), _long(0), "fsync when unflushed data is this old"),
     "min.insync.replicas": _Key("1", _long(1, _INT_MAX), "replicas that must hold a write for acks=all"),
+    "unclean.leader.election.enable": _Key(
+        "false", _bool, "let a reassignment lead from a replica that is not in sync (may lose records)"
+    ),
     "message.timestamp.type": _Key(
         "CreateTime", _choice("CreateTime", "LogAppendTime"), "which time a record carries"
+    ),
+    "producer.id.expiration.ms": _Key(
+        "86400000", _long(1), "forget an idempotent producer none of whose batches came for this long"
     ),
 }
 
@@ -125,7 +137,7 @@ def effective_config(explicit: Mapping[str, str]) -> dict[str, str]:
 
 
 def config_value(explicit: Mapping[str, str], key: str) -> object:
-    """The parsed value of ``key`` (int or str)."""
+    """The parsed value of ``key`` (int, bool or str)."""
     return TOPIC_CONFIG_KEYS[key].parse(explicit.get(key, TOPIC_CONFIG_KEYS[key].default))
 
 
@@ -140,4 +152,5 @@ def to_log_config(explicit: Mapping[str, str]) -> LogConfig:
         retention_bytes=config_value(explicit, "retention.bytes"),
         flush_messages=None if flush_messages == _LONG_MAX else flush_messages,
         flush_ms=None if flush_ms == _LONG_MAX else flush_ms,
+        producer_id_expiration_ms=config_value(explicit, "producer.id.expiration.ms"),
     )

@@ -755,3 +755,49 @@ def test_retention_stops_at_the_high_watermark_a_stuck_in_sync_follower_holds(cl
         control.unlink(missing_ok=True)
         for h in handles.values():
             ray.kill(h)
+
+
+def _replica_dir_on(settings, topic: str, node_id: str) -> str:
+    """The data directory of ``topic``'s replica on ``node_id`` (asked of the actor itself)."""
+    import ray
+
+    prefix = f"raykafka.partition.{topic}."
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] == settings.namespace and entry["name"].startswith(prefix):
+            info = ray.get(ray.get_actor(entry["name"], namespace=settings.namespace).info.remote())
+            if info["node_id"] == node_id:
+                return info["directory"]
+    raise AssertionError(f"no replica of {topic} on {node_id}")
+
+
+def test_a_reassignment_onto_no_in_sync_replica_is_refused(cluster, rkc):
+    """Moving a partition onto only an out-of-sync replica would elect it (an unclean election):
+    refused with a typed error and nothing changed, unless the topic allows unclean elections."""
+    from raykafka.errors import InvalidReplicaAssignment
+
+    admin = Admin()
+    description = admin.create_topic("moving", partitions=1, replication_factor=2)
+    leader_node = description.partitions[0].leader_node_id
+    follower_node = next(n for n in description.partitions[0].replica_node_ids if n != leader_node)
+    with Producer(acks="all") as producer:
+        producer.send("moving", b"before").result(30)
+    follower_dir = _replica_dir_on(rkc, "moving", follower_node)
+    control = cluster.faults_dir / "write"
+    control.write_text(f"{follower_dir} EIO\n")
+    try:
+        with Producer(acks=1) as producer:
+            producer.send("moving", b"while the follower's disk fails").result(30)
+        deadline = time.monotonic() + 30
+        while admin.describe_topic("moving").partitions[0].isr_node_ids != [leader_node]:
+            assert time.monotonic() < deadline, "the failed follower never left the ISR"
+            time.sleep(0.1)
+        with pytest.raises(InvalidReplicaAssignment, match="no in-sync replica"):
+            admin.reassign_partitions("moving", {0: [follower_node]})
+        after = admin.describe_topic("moving").partitions[0]
+        assert (after.leader_node_id, sorted(after.replica_node_ids)) == (
+            leader_node,
+            sorted([leader_node, follower_node]),
+        )
+    finally:
+        control.unlink(missing_ok=True)
+    assert list(read_all("moving", 0, 2).values()) == [b"before", b"while the follower's disk fails"]

@@ -51,7 +51,14 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from raykafka.actors.actor_logs import RecentEvents, route_actor_logs
 from raykafka.actors.naming import DEFAULT_NAMESPACE, group_actor_name, partition_actor_name
 from raykafka.actors.partition import PartitionActor
-from raykafka.errors import FencedLeader, InvalidConfig, RequestTimedOut, TopicAlreadyExists, UnknownTopic
+from raykafka.errors import (
+    FencedLeader,
+    InvalidConfig,
+    InvalidReplicaAssignment,
+    RequestTimedOut,
+    TopicAlreadyExists,
+    UnknownTopic,
+)
 from raykafka.storage.layout import (
     Identity,
     adopt_legacy_layout,
@@ -63,7 +70,7 @@ from raykafka.storage.layout import (
     resolve_data_dir,
 )
 from raykafka.storage.snapshot import read_json, write_json_atomic
-from raykafka.topic_config import effective_config, validate_topic_config, validate_topic_name
+from raykafka.topic_config import config_value, effective_config, validate_topic_config, validate_topic_name
 from raykafka.types import PartitionDescription, TopicDescription
 
 logger = logging.getLogger(__name__)
@@ -765,10 +772,11 @@ class TopicManager:
         for partition, nodes in assignments.items():
             self._part(name, partition)
             if not nodes or len(set(nodes)) != len(nodes):
-                raise ValueError(f"partition {partition}: give a list of distinct node ids")
+                raise InvalidReplicaAssignment(f"partition {partition}: give a list of distinct node ids")
             dead = [n for n in nodes if n not in alive]
             if dead:
-                raise ValueError(f"partition {partition}: nodes {dead} are not alive")
+                raise InvalidReplicaAssignment(f"partition {partition}: nodes {dead} are not alive")
+            self._refuse_unclean(name, topic, topic["partitions"][partition], nodes, will_copy=True)
         for partition, nodes in assignments.items():
             part = topic["partitions"][partition]
             async with self._plock(name, partition):
@@ -787,6 +795,7 @@ class TopicManager:
                     await self._install(name, part)
             await self._await_in_sync(name, part, {r["replica_id"] for r in added})
             async with self._plock(name, partition):
+                self._refuse_unclean(name, topic, part, nodes, will_copy=False)
                 keep = [r for r in part["replicas"] if r["node_id"] in nodes]
                 drop = [r for r in part["replicas"] if r["node_id"] not in nodes]
                 if not drop:
@@ -801,6 +810,24 @@ class TopicManager:
                 await self._install(name, part)
             await asyncio.gather(*(self._destroy_replica(name, partition, r) for r in drop))
         return await self.describe_topic(name)
+
+    @staticmethod
+    def _refuse_unclean(name: str, topic: dict, part: dict, nodes: list[str], *, will_copy: bool) -> None:
+        """Refuse a reassignment that would leave ``part`` led by a replica that is not in sync:
+        no unclean election unless the topic sets unclean.leader.election.enable (Kafka's rule).
+        ``will_copy``: replicas still to be added on new nodes will copy a live leader's log and
+        join the ISR before anything is dropped, which is enough."""
+        if config_value(topic["config"], "unclean.leader.election.enable"):
+            return
+        on = {r["node_id"] for r in part["replicas"]}
+        if will_copy and part["leader"] is not None and any(n not in on for n in nodes):
+            return
+        if not any(r["node_id"] in nodes and r["replica_id"] in part["isr"] for r in part["replicas"]):
+            raise InvalidReplicaAssignment(
+                f"{name}-{part['partition']}: no in-sync replica is on nodes {nodes}; moving there "
+                f"could lose acknowledged records, and nothing was changed. Include the node of an "
+                f"in-sync replica, or set unclean.leader.election.enable=true on the topic"
+            )
 
     async def _await_in_sync(self, name: str, part: dict, replica_ids: set[str]) -> None:
         deadline = time.monotonic() + REASSIGN_TIMEOUT_S
