@@ -10,7 +10,8 @@ Modules, bottom up (docs/FORMAT.md documents every byte they write):
 * :mod:`.records` -- ``RECORD_SCHEMA`` and the payload encoding: one Arrow IPC
   record-batch message per frame.
 * :mod:`.errors` -- ``StorageError``, ``LogOffsetOutOfRange``, ``StorageFull``, ``LogDirFailed``.
-* :mod:`.faults` -- test-only fault injection (EIO on fsync or write); off and free by default.
+* :mod:`.faults` -- test-only fault injection (disk errors on fsync, write and open) and
+  simulated power loss; off and free by default.
 * :mod:`.config` -- ``LogConfig``: roll, retention, flush and index settings.
 * :mod:`.index` -- the sparse offset + time index of one segment, in memory and as the
   ``.index`` / ``.timeindex`` files.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 
+from . import faults
 from .permissions import FILE_MODE
 
 LOG_START_CHECKPOINT = "log-start-offset.checkpoint"
@@ -29,7 +30,10 @@ def fsync_dir(directory: str) -> None:
     """Make file creations, renames and unlinks in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        if faults.ENABLED:
+            faults.fsync(fd, directory)
+        else:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -37,15 +41,24 @@ def fsync_dir(directory: str) -> None:
 def atomic_write(path: str, data: bytes) -> None:
     """Replace ``path`` with ``data``: all or nothing, durable when this returns."""
     tmp = path + TMP_SUFFIX
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = faults.open_file(tmp, flags, FILE_MODE) if faults.ENABLED else os.open(tmp, flags, FILE_MODE)
     try:
+        if faults.ENABLED:
+            faults.check("write", tmp)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if faults.ENABLED:
+            faults.fsync(fd, tmp)
+        else:
+            os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    if faults.ENABLED:
+        faults.replace(tmp, path)
+    else:
+        os.replace(tmp, path)
     fsync_dir(os.path.dirname(path) or ".")
 
 

@@ -29,6 +29,7 @@ from itertools import pairwise
 
 import crc32c
 
+from . import faults
 from .permissions import FILE_MODE
 
 OFFSET_INDEX_MAGIC = b"RKOI"
@@ -108,11 +109,17 @@ class SegmentIndex:
     def write_files(self, offset_index_path: str, time_index_path: str) -> None:
         """Write both files. Not fsynced: they are a cache that is validated when loaded."""
         off_bytes, time_bytes = self.encode()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         for path, data in ((offset_index_path, off_bytes), (time_index_path, time_bytes)):
             tmp = path + ".tmp"
-            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb") as f:
+            fd = faults.open_file(tmp, flags, FILE_MODE) if faults.ENABLED else os.open(tmp, flags, FILE_MODE)
+            with open(fd, "wb") as f:
                 f.write(data)
-            os.replace(tmp, path)  # never leave a half-written index under the real name
+            # never leave a half-written index under the real name
+            if faults.ENABLED:
+                faults.replace(tmp, path)
+            else:
+                os.replace(tmp, path)
 
 
 def _with_header(magic: bytes, base_offset: int, entries: array) -> bytes:

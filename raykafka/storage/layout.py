@@ -32,6 +32,7 @@ Pure: files only, no Ray.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -40,6 +41,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import faults
 from .checkpoint import atomic_write, fsync_dir
 from .errors import StorageError
 from .permissions import FILE_MODE, make_dirs
@@ -227,12 +229,16 @@ def namespace_cluster_id(root: Path, namespace: str, proposed: str) -> str:
         tmp = root / f"{IDENTITY_FILE}.{os.getpid()}.{time.monotonic_ns()}.tmp"
         atomic_write(str(tmp), Identity("namespace", namespace, proposed, "").render())
         try:
-            os.link(tmp, root / IDENTITY_FILE)
+            if faults.ENABLED:
+                faults.link(tmp, root / IDENTITY_FILE)
+            else:
+                os.link(tmp, root / IDENTITY_FILE)
             fsync_dir(str(root))
         except FileExistsError:
             pass
         finally:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                _unlink(tmp)
         stored = read_identity(root)
     assert stored is not None
     if stored.kind != "namespace" or stored.namespace != namespace:
@@ -260,7 +266,7 @@ class DirectoryLock:
     def acquire(self, wait_s: float = 0.0, retry_s: float = 0.1) -> DirectoryLock:
         make_dirs(self.directory)
         deadline = time.monotonic() + wait_s
-        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        fd = _open_for_write(self.directory / LOCK_FILE)
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -337,7 +343,7 @@ def adopt_legacy_layout(data_dir: Path, root: Path) -> list[str]:
         old_meta = data_dir / "metadata"
         if old_meta.is_dir() and not metadata_directory(root).exists():
             make_dirs(root)
-            os.rename(old_meta, metadata_directory(root))
+            _rename(old_meta, metadata_directory(root))
             moved.append("metadata")
         old_groups = data_dir / "groups"
         if old_groups.is_dir():
@@ -345,7 +351,7 @@ def adopt_legacy_layout(data_dir: Path, root: Path) -> list[str]:
             for entry in sorted(old_groups.iterdir()):
                 target = root / "groups" / entry.name
                 if entry.is_dir() and not target.exists():
-                    os.rename(entry, target)
+                    _rename(entry, target)
                     moved.append(f"groups/{entry.name}")
             _rmdir_if_empty(old_groups)
         if moved:
@@ -368,7 +374,7 @@ def claim_legacy_replica(data_dir: Path, target: Path, topic: str, partition: in
         if not old.is_dir() or target.exists():
             return False
         make_dirs(target.parent)
-        os.rename(old, target)
+        _rename(old, target)
         fsync_dir(str(target.parent))
         _rmdir_if_empty(old.parent)
         _rmdir_if_empty(old.parent.parent)
@@ -382,10 +388,29 @@ def _migration_lock_acquire(data_dir: Path) -> DirectoryLock:
     a short critical section, worth waiting for."""
     lock = DirectoryLock(data_dir, "layout migration")
     make_dirs(data_dir)
-    fd = os.open(data_dir / MIGRATION_LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    fd = _open_for_write(data_dir / MIGRATION_LOCK_FILE)
     fcntl.flock(fd, fcntl.LOCK_EX)
     lock._fd = fd
     return lock
+
+
+def _open_for_write(path: Path) -> int:
+    flags = os.O_RDWR | os.O_CREAT
+    return faults.open_file(path, flags, FILE_MODE) if faults.ENABLED else os.open(path, flags, FILE_MODE)
+
+
+def _rename(src: Path, dst: Path) -> None:
+    if faults.ENABLED:
+        faults.replace(src, dst)  # rename(2) either way; the callers checked dst is free
+    else:
+        os.rename(src, dst)
+
+
+def _unlink(path: Path) -> None:
+    if faults.ENABLED:
+        faults.unlink(path)
+    else:
+        os.unlink(path)
 
 
 def _rmdir_if_empty(path: Path) -> None:

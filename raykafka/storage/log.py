@@ -46,6 +46,13 @@ def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _unlink(path: str) -> None:
+    if faults.ENABLED:
+        faults.unlink(path)
+    else:
+        os.unlink(path)
+
+
 class PartitionLog:
     """An append-only log of framed batches in ``directory``; recovers on open."""
 
@@ -113,12 +120,12 @@ class PartitionLog:
         names = os.listdir(self.directory)
         clean = CLEAN_SHUTDOWN_FILE in names
         if clean:  # consumed now: a crash from here on is unclean again
-            os.unlink(os.path.join(self.directory, CLEAN_SHUTDOWN_FILE))
+            _unlink(os.path.join(self.directory, CLEAN_SHUTDOWN_FILE))
             fsync_dir(self.directory)
         bases = []
         for name in names:
             if name.endswith((TMP_SUFFIX, ".truncating")):  # debris of an interrupted replace
-                os.unlink(os.path.join(self.directory, name))
+                _unlink(os.path.join(self.directory, name))
                 continue
             base = parse_segment_file_name(name)
             if base is not None:
@@ -127,7 +134,7 @@ class PartitionLog:
         live = {f"{b:020d}" for b in bases}
         for name in names:  # index files whose segment is gone
             if name.endswith((OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX)) and name.split(".")[0] not in live:
-                os.unlink(os.path.join(self.directory, name))
+                _unlink(os.path.join(self.directory, name))
 
         checkpoint = read_log_start_offset(self.directory)
         if not bases:
@@ -196,7 +203,7 @@ class PartitionLog:
         active = self._active
         for path in (active.offset_index_path, active.time_index_path):
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)  # the active segment's index lives in memory only
+                _unlink(path)  # the active segment's index lives in memory only
         if self.recovery_truncated_bytes:
             self._recovery.lower_to(active.end_offset)
 
@@ -575,8 +582,9 @@ class PartitionLog:
         try:
             for seg, fd, _size in todo:
                 if faults.ENABLED:
-                    faults.check("fsync", seg.path)
-                os.fsync(fd)
+                    faults.fsync(fd, seg.path)
+                else:
+                    os.fsync(fd)
                 fsyncs += 1
             if dir_dirty:
                 fsync_dir(self.directory)

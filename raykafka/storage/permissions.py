@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import faults
+
 
 def _mode(variable: str, default: int) -> int:
     text = os.environ.get(variable)
@@ -44,6 +46,9 @@ def make_dirs(path: str | os.PathLike) -> None:
         path = path.parent
     for directory in reversed(missing):
         try:
-            directory.mkdir(mode=DIR_MODE)
+            if faults.ENABLED:
+                faults.mkdir(directory, DIR_MODE)
+            else:
+                directory.mkdir(mode=DIR_MODE)
         except FileExistsError:
             continue  # another process made it meanwhile

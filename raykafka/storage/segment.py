@@ -78,13 +78,14 @@ class Segment:
     @classmethod
     def create(cls, directory: str, base_offset: int) -> Segment:
         path = os.path.join(directory, segment_file_name(base_offset))
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC
+        fd = faults.open_file(path, flags, FILE_MODE) if faults.ENABLED else os.open(path, flags, FILE_MODE)
         return cls(directory, base_offset, fd, 0)
 
     @classmethod
     def open_existing(cls, directory: str, base_offset: int) -> Segment:
         path = os.path.join(directory, segment_file_name(base_offset))
-        fd = os.open(path, os.O_RDWR)
+        fd = faults.open_file(path, os.O_RDWR) if faults.ENABLED else os.open(path, os.O_RDWR)
         size = os.fstat(fd).st_size
         os.lseek(fd, size, os.SEEK_SET)
         return cls(directory, base_offset, fd, size)
@@ -300,7 +301,10 @@ class Segment:
             os.ftruncate(self.fd, position)
         else:
             self._replace_with_prefix(position)
-        os.fsync(self.fd)
+        if faults.ENABLED:
+            faults.fsync(self.fd, self.path)
+        else:
+            os.fsync(self.fd)
         os.lseek(self.fd, position, os.SEEK_SET)
         self.size_bytes = position
         self.synced_bytes = min(self.synced_bytes, position)
@@ -312,13 +316,18 @@ class Segment:
         # Readers still hold slices of the old inode; ftruncate would make their pages SIGBUS.
         # Copy the kept prefix to a new file and rename it over the old name instead.
         tmp = self.path + ".truncating"
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC
+        fd = faults.open_file(tmp, flags, FILE_MODE) if faults.ENABLED else os.open(tmp, flags, FILE_MODE)
         try:
             done = 0
             while done < position:
                 done += os.copy_file_range(self.fd, fd, position - done, done, done)
-            os.fsync(fd)
-            os.replace(tmp, self.path)
+            if faults.ENABLED:
+                faults.fsync(fd, tmp)
+                faults.replace(tmp, self.path)
+            else:
+                os.fsync(fd)
+                os.replace(tmp, self.path)
         except BaseException:
             os.close(fd)
             _unlink_quietly(tmp)
@@ -341,4 +350,7 @@ class Segment:
 
 def _unlink_quietly(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+        if faults.ENABLED:
+            faults.unlink(path)
+        else:
+            os.unlink(path)
