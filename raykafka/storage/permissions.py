@@ -36,7 +36,10 @@ DIR_MODE = _mode("RAYKAFKA_DATA_DIR_MODE", 0o700)
 
 def make_dirs(path: str | os.PathLike) -> None:
     """``mkdir -p`` with DIR_MODE on every level it creates (``os.makedirs`` gives the mode to
-    the last level only)."""
+    the last level only). Each level it creates is made durable (its parent fsynced), so a
+    power loss cannot take a directory away with the fsynced files in it."""
+    from .checkpoint import fsync_dir  # checkpoint imports this module
+
     path = Path(path)
     missing = []
     while not path.exists():
@@ -52,3 +55,4 @@ def make_dirs(path: str | os.PathLike) -> None:
                 directory.mkdir(mode=DIR_MODE)
         except FileExistsError:
             continue  # another process made it meanwhile
+        fsync_dir(str(directory.parent))

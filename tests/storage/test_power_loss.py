@@ -1,12 +1,14 @@
-"""Simulated power loss (raykafka/storage/faults.py): what the layer keeps and takes away. No Ray."""
+"""Simulated power loss (raykafka/storage/faults.py): what the layer keeps and takes away, and
+what a log keeps through it. No Ray."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+from storage_helpers import frames, payload_of
 
-from raykafka.storage import faults
+from raykafka.storage import PartitionLog, faults
 from raykafka.storage.checkpoint import atomic_write, fsync_dir
 from raykafka.storage.index import SegmentIndex
 
@@ -17,12 +19,22 @@ def no_faults_left():
     faults.clear()
 
 
+def abandon(log: PartitionLog) -> None:
+    """Stop the log as a dying process does: its threads stop, its files close, nothing more
+    is written (no flush, no checkpoint, no clean-shutdown marker)."""
+    log.destroy(remove_files=False)
+
+
 def write_file(path, data: bytes, *, fsync: bool) -> None:
     fd = faults.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.write(fd, data)
     if fsync:
         faults.fsync(fd, path)
     os.close(fd)
+
+
+def append(log: PartitionLog, size: int, seed: int) -> int:
+    return log.append(payload_of(size, seed), record_count=1, first_timestamp_ms=seed, max_timestamp_ms=seed)
 
 
 # -- the layer ---------------------------------------------------------------------------------
@@ -74,6 +86,36 @@ def test_an_unsynced_unlink_is_undone(tmp_path):
     faults.unlink(tmp_path / "kept")
     faults.simulate_power_loss(tmp_path)
     assert (tmp_path / "kept").read_bytes() == b"k" * 64
+
+
+def test_a_cut_file_leaves_a_readers_memory_map_valid(tmp_path):
+    faults.track_power_loss()
+    log = PartitionLog(tmp_path / "p")
+    append(log, 64, 0)
+    log.flush()
+    append(log, 64, 1)  # not fsynced: cut by the power loss
+    held = log.read(0, 1 << 20)  # zero-copy slices of the segment's memory map
+    before = frames(held)
+    abandon(log)
+    assert faults.simulate_power_loss(tmp_path).bytes_cut == 48 + 64
+    assert frames(held) == before  # the old pages: no SIGBUS, same bytes
+    log = PartitionLog(tmp_path / "p")
+    assert frames(log.read(0, 1 << 20)) == before[:1]
+    log.close()
+
+
+def test_a_new_log_directory_survives_a_power_loss(tmp_path):
+    """The log's directory entries (tmp_path/a, tmp_path/a/p) must be durable before anything
+    in them is: an acknowledged flush is worth nothing if the directory holding it vanishes."""
+    faults.track_power_loss()
+    log = PartitionLog(tmp_path / "a" / "p")
+    append(log, 64, 0)
+    log.flush()
+    abandon(log)
+    faults.simulate_power_loss(tmp_path)
+    log = PartitionLog(tmp_path / "a" / "p")
+    assert log.log_end_offset == 1
+    log.close()
 
 
 # -- property tests ----------------------------------------------------------------------------
