@@ -119,6 +119,9 @@ class PartitionLog:
     def _open(self) -> None:
         names = os.listdir(self.directory)
         clean = CLEAN_SHUTDOWN_FILE in names
+        # After an unclean stop, the last process's new files may not be named durably yet (a roll
+        # whose directory fsync never ran): the first sync round fsyncs the directory too.
+        self._dir_dirty = not clean
         if clean:  # consumed now: a crash from here on is unclean again
             _unlink(os.path.join(self.directory, CLEAN_SHUTDOWN_FILE))
             fsync_dir(self.directory)
