@@ -81,7 +81,7 @@ class PartitionLog:
         self.recovery_scanned_segments = 0  # CRC-scanned on open (none after a clean shutdown)
         self.fsync_count = 0
         make_dirs(self.directory)
-        self._recovery = RecoveryPoint(self.directory, lambda offset: self.sync_through(offset))
+        self._recovery = RecoveryPoint(self.directory, lambda offset: self.sync_through(offset), self._fail)
         self._open()
         self._last_flush_ms = self._clock_ms()
         self._group = GroupCommit(self._sync_round, self._log_start_offset)
@@ -640,6 +640,16 @@ class PartitionLog:
             return self._failure
 
     def close(self) -> None:
+        """Shut down cleanly (``_close_cleanly``). On a failing or read-only disk that cannot be
+        done: let go of the files and raise LogDirFailed (the next open recovers as after a crash)."""
+        try:
+            self._close_cleanly()
+        except (OSError, LogDirFailed) as exc:
+            failure = self._fail(exc) if isinstance(exc, OSError) else exc
+            self.destroy(remove_files=False)
+            raise failure from None
+
+    def _close_cleanly(self) -> None:
         """Fsync what is pending (a clean shutdown loses nothing), checkpoint the recovery point,
         write the active segment's index and the clean-shutdown marker, close the files.
         The next open then scans nothing."""

@@ -10,7 +10,9 @@ recovery never trusts data written after a truncation. Requests coalesce: one th
 log, at most one round at a time, always for the newest offset asked.
 
 A failed fsync is never retried into a false success: the error is kept, later rounds
-are refused, and ``failure`` reports it (the log directory has failed).
+are refused, and ``failure`` reports it (the log directory has failed). A disk error met by
+the thread itself (a checkpoint that cannot be written: a read-only disk) is handed to
+``on_disk_error`` so the log fails as it would on its own thread.
 """
 
 from __future__ import annotations
@@ -24,9 +26,15 @@ from .checkpoint import RECOVERY_POINT_CHECKPOINT, read_offset_checkpoint, write
 class RecoveryPoint:
     """The checkpointed recovery point of one log directory and the thread that moves it."""
 
-    def __init__(self, directory: str, sync_through: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        directory: str,
+        sync_through: Callable[[int], None],
+        on_disk_error: Callable[[OSError], object] | None = None,
+    ) -> None:
         self.directory = directory
         self._sync_through = sync_through
+        self._on_disk_error = on_disk_error
         self._cond = threading.Condition()
         self.checkpointed = read_offset_checkpoint(directory, RECOVERY_POINT_CHECKPOINT)
         self._wanted = -1
@@ -64,6 +72,8 @@ class RecoveryPoint:
                         write_offset_checkpoint(self.directory, RECOVERY_POINT_CHECKPOINT, target)
                         self.checkpointed = target
             except BaseException as exc:  # an fsync failed: never claim it; the directory failed
+                if isinstance(exc, OSError) and self._on_disk_error is not None:
+                    self._on_disk_error(exc)
                 with self._cond:
                     self.failure = exc
                     self._running = False

@@ -58,3 +58,62 @@ def test_a_failed_write_fails_the_log_and_leaves_no_partial_frame(tmp_path):
     reopened = PartitionLog(tmp_path / "p")
     assert reopened.log_end_offset == 1 and reopened.recovery_truncated_bytes == 0
     reopened.close()
+
+
+# -- a read-only disk (EROFS): the same as a failing one ------------------------------------------
+
+
+def test_a_read_only_disk_fails_the_log_on_write(tmp_path):
+    log = PartitionLog(tmp_path / "p")
+    assert append(log, 0) == 0
+    faults.inject("write", tmp_path / "p", errno.EROFS)
+    with pytest.raises(LogDirFailed, match="errno 30"):
+        append(log, 1)
+    faults.clear()
+    with pytest.raises(LogDirFailed):
+        append(log, 1)
+    log.close()
+    reopened = PartitionLog(tmp_path / "p")
+    assert reopened.log_end_offset == 1
+    reopened.close()
+
+
+def test_a_read_only_disk_fails_the_log_when_a_roll_opens_a_file(tmp_path):
+    log = PartitionLog(tmp_path / "p", LogConfig(segment_bytes=200))
+    assert append(log, 0) == 0
+    faults.inject("open", tmp_path / "p", errno.EROFS)
+    with pytest.raises(LogDirFailed, match="errno 30"):
+        append(log, 1)  # rolls first: the index files and the new segment cannot be created
+    faults.clear()
+    with pytest.raises(LogDirFailed):
+        append(log, 1)
+    log.close()
+    reopened = PartitionLog(tmp_path / "p", LogConfig(segment_bytes=200))
+    assert reopened.log_end_offset == 1
+    reopened.close()
+
+
+def test_a_read_only_disk_seen_by_the_recovery_point_thread_fails_the_log(tmp_path):
+    log = PartitionLog(tmp_path / "p", LogConfig(segment_bytes=200))
+    faults.inject("open", tmp_path / "p" / "recovery-point.checkpoint", errno.EROFS)
+    append(log, 0)
+    append(log, 1)  # rolls: the background thread fsyncs segment 0, then cannot checkpoint
+    log._recovery._thread.join()  # it stops at its first failure
+    with pytest.raises(LogDirFailed, match="errno 30"):
+        append(log, 2)
+    assert isinstance(log.failure, LogDirFailed)
+    log.close()
+
+
+def test_closing_on_a_read_only_disk_raises_log_dir_failed_and_lets_go_of_the_files(tmp_path):
+    log = PartitionLog(tmp_path / "p")
+    append(log, 0)
+    faults.inject("open", tmp_path / "p", errno.EROFS)
+    with pytest.raises(LogDirFailed, match="errno 30"):
+        log.close()  # the recovery point and the clean-shutdown marker cannot be written
+    assert log._segments == []
+    log.close()  # closed now: a second close does nothing
+    faults.clear()
+    reopened = PartitionLog(tmp_path / "p")
+    assert reopened.log_end_offset == 1 and reopened.recovery_scanned_segments == 1  # not clean
+    reopened.close()
