@@ -12,6 +12,8 @@ each node's Prometheus endpoint (``ray start --metrics-export-port``), prefixed 
 | ``raykafka_log_start_offset``                    | gauge     | topic, partition         |
 | ``raykafka_log_end_offset``                      | gauge     | topic, partition         |
 | ``raykafka_high_watermark``                      | gauge     | topic, partition         |
+| ``raykafka_recovery_truncated_bytes_total``      | counter   | topic, partition         |
+| ``raykafka_recovery_lost_segments_total``        | counter   | topic, partition         |
 | ``raykafka_consumer_lag``                        | gauge     | group, topic, partition  |
 | ``raykafka_rebalances_total``                    | counter   | group                    |
 
@@ -21,7 +23,9 @@ the long-poll wait. Metric objects are created on first use, in the process
 that records them. The partition counters are added up in the actor and recorded
 at most every ``COUNTER_FLUSH_S`` (and at each maintenance round): a
 ``ray.util.metrics`` record costs ~20 us, several per append and fetch, and Ray
-exports every few seconds anyway.
+exports every few seconds anyway. The recovery counters are recorded once, when a replica
+opens a log whose recovery cut something (a power loss, a damaged disk); they have no series
+until then.
 """
 
 from __future__ import annotations
@@ -77,6 +81,14 @@ class PartitionMetrics:
         self.high_watermark = _gauge(
             "raykafka_high_watermark", "Offsets below are on every in-sync replica", _PARTITION_TAGS
         )
+        self.recovery_truncated_bytes = _counter(
+            "raykafka_recovery_truncated_bytes",
+            "Bytes recovery cut from the log on open: torn or damaged frames, segments past a hole",
+            _PARTITION_TAGS,
+        )
+        self.recovery_lost_segments = _counter(
+            "raykafka_recovery_lost_segments", "Segments recovery removed past a hole", _PARTITION_TAGS
+        )
 
         # counts not yet recorded: messages in, bytes in, messages out, bytes out
         self._unrecorded = [0, 0, 0, 0]
@@ -106,6 +118,13 @@ class PartitionMetrics:
         ):
             if value:
                 counter.inc(value, self.tags)
+
+    def recovered(self, truncated_bytes: int, lost_segments: int) -> None:
+        """What recovery cut when the replica opened its log (called once, if it cut anything)."""
+        if truncated_bytes:
+            self.recovery_truncated_bytes.inc(truncated_bytes, self.tags)
+        if lost_segments:
+            self.recovery_lost_segments.inc(lost_segments, self.tags)
 
     def offsets(self, log_start: int, log_end: int, high_watermark: int) -> None:
         """The gauges, and the counters held back (called every maintenance round)."""

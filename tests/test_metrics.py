@@ -132,7 +132,7 @@ def test_the_metrics_are_read_from_the_source():
     assert metrics["ray_raykafka_produce_latency_ms"] == ("histogram", ("topic", "partition"))
     assert metrics["ray_raykafka_consumer_lag"] == ("gauge", ("group", "topic", "partition"))
     assert metrics["ray_raykafka_rebalances_total"] == ("counter", ("group",))
-    assert len(metrics) == 11
+    assert len(metrics) == 13
 
 
 def test_every_metric_is_documented_and_nothing_else():

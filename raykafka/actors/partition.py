@@ -157,6 +157,7 @@ class PartitionActor:
                 self.log.recovery_lost_segments,
                 self.log.log_end_offset,
             )
+            self.metrics.recovered(self.log.recovery_truncated_bytes, self.log.recovery_lost_segments)
         # Everything alive now (Ray, pyarrow, this module: ~73k objects) is long-lived: keep it out
         # of the cyclic collector, whose full pass over it stalled the loop ~19 ms here (measured in
         # an actor process; 0.0007 ms once frozen) -- a latency spike for every call waiting.
