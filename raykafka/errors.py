@@ -45,6 +45,22 @@ class OffsetOutOfRange(RayKafkaError):
         return (type(self), (self.args[0], self.earliest, self.latest))
 
 
+class LogTruncated(OffsetOutOfRange):
+    """The log was truncated below a consumer's position: records it read (or its committed
+    offset follows) are gone from the leader, which holds other records under those offsets now
+    (an only replica lost a tail it had not fsynced; an unclean election). ``divergent_offset``
+    is where the consumer's log and the leader's part. With an ``auto_offset_reset`` the
+    consumer resumes there by itself; with ``"none"`` it raises this (Kafka's
+    LogTruncationException, KIP-320)."""
+
+    def __init__(self, message: str, divergent_offset: int, earliest: int | None = None, latest=None):
+        super().__init__(message, earliest, latest)
+        self.divergent_offset = divergent_offset
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.divergent_offset, self.earliest, self.latest))
+
+
 class UnknownGroup(RayKafkaError):
     pass
 
@@ -90,6 +106,11 @@ class InvalidReplicaAssignment(RayKafkaError, ValueError):
     """A reassignment that names no live node, repeats one, or would leave its partition led by
     a replica that is not in sync (an unclean election: acknowledged records could be lost).
     Nothing was changed."""
+
+
+class FencedLeaderEpoch(RayKafkaError):
+    """A client's request named a leader epoch older than the replica's: the client's metadata
+    is stale. Clients refresh it and retry by themselves."""
 
 
 class CorruptRecord(RayKafkaError):

@@ -159,7 +159,9 @@ class GroupCoordinator:
                 logger.exception("group %s: maintenance failed", self.group_id)
 
     @staticmethod
-    def _answer(answer, member_id: str, committed: dict, pending_rebalance: bool = False) -> dict:
+    def _answer(
+        answer, member_id: str, committed: dict, epochs: dict, pending_rebalance: bool = False
+    ) -> dict:
         return {
             "member_id": member_id,
             "seq": answer.seq,
@@ -169,6 +171,8 @@ class GroupCoordinator:
             # while joins are being collected every member polls quickly (see GroupMember)
             "pending": max(answer.pending, 1) if pending_rebalance else answer.pending,
             "committed": {tp: committed[tp] for tp in answer.assigned if tp in committed},
+            # the leader epoch of the record each committed offset follows, where known (KIP-320)
+            "committed_epochs": {tp: epochs[tp] for tp in answer.assigned if tp in epochs},
         }
 
     # -- membership ------------------------------------------------------------
@@ -221,7 +225,9 @@ class GroupCoordinator:
             logger.info(
                 "group %s: %s joined (generation %d)", self.group_id, member_id, self.state.generation
             )
-            return self._answer(answer, member_id, self.store.committed, self.state.rebalance_pending)
+            return self._answer(
+                answer, member_id, self.store.committed, self.store.epochs, self.state.rebalance_pending
+            )
 
     async def heartbeat(self, member_id: str, owned: list[TopicPartition], applied_seq: int) -> dict | None:
         """The member's next answer, or None when it is unknown (it must rejoin)."""
@@ -231,7 +237,9 @@ class GroupCoordinator:
                 answer = self.state.heartbeat(member_id, owned, applied_seq, now_ms())
             except UnknownMember:
                 return None
-            return self._answer(answer, member_id, self.store.committed, self.state.rebalance_pending)
+            return self._answer(
+                answer, member_id, self.store.committed, self.store.epochs, self.state.rebalance_pending
+            )
 
     async def leave(self, member_id: str) -> None:
         async with self.lock:
@@ -243,9 +251,15 @@ class GroupCoordinator:
     # -- offsets ---------------------------------------------------------------
 
     async def commit(
-        self, member_id: str | None, offsets: dict[TopicPartition, int], order: tuple[str, int] | None = None
+        self,
+        member_id: str | None,
+        offsets: dict[TopicPartition, int],
+        order: tuple[str, int] | None = None,
+        epochs: dict[TopicPartition, int] | None = None,
     ) -> bool:
         """Persist ``offsets`` (fsynced) if ``member_id`` may commit them; else StaleGeneration.
+        ``epochs``: the leader epoch of the record each offset follows, where the client knows it
+        (stored with the offset; a consumer resuming there checks the log was not truncated).
 
         ``order``: ``(client_id, seq)``, the client's commit number. A commit older than one
         already stored for that client is dropped (returns False): it arrived late, and must not
@@ -255,7 +269,7 @@ class GroupCoordinator:
             if order is not None and self.commit_order.is_stale(*order):
                 return False
             self.state.check_commit(member_id, offsets)
-            await asyncio.get_running_loop().run_in_executor(None, self.store.commit, offsets)
+            await asyncio.get_running_loop().run_in_executor(None, self.store.commit, offsets, epochs)
             if order is not None:
                 self.commit_order.stored(*order)
             return True

@@ -46,7 +46,9 @@ from raykafka.clock import now_ms
 from raykafka.errors import (
     CorruptRecord,
     FencedLeader,
+    FencedLeaderEpoch,
     LogDirFailed,
+    LogTruncated,
     MessageTooLarge,
     NotEnoughReplicas,
     NotLeader,
@@ -483,12 +485,21 @@ class PartitionActor:
 
     # -- consume (leader) ----------------------------------------------------------
 
-    async def fetch(self, offset: int, max_bytes: int, max_wait_ms: int):
+    async def fetch(self, offset: int, max_bytes: int, max_wait_ms: int, epochs: tuple | None = None):
         """Whole frames below the high watermark from the batch holding ``offset`` on:
         ``(frames, log_start, high_watermark)``. At the high watermark, waits up to
         ``max_wait_ms`` for it to move (long poll). OffsetOutOfRange outside
-        ``[log_start, log_end]``."""
+        ``[log_start, log_end]``.
+
+        ``epochs``: ``(leader_epoch, last_fetched_epoch)`` as the client knows them (either may
+        be None): the leader epoch in its metadata (fencing, see ``_check_client_epoch``) and
+        the epoch of the record at ``offset - 1``. When that epoch ended below ``offset`` in
+        this log, the log was truncated under the client: LogTruncated says where (KIP-320).
+        """
         self._require_leader()
+        if epochs is not None:
+            self._check_client_epoch(epochs[0])
+            self._check_truncation(offset, epochs[1])
         self._check_offset(offset)
         if offset >= self.high_watermark and max_wait_ms > 0:
             moved = self._hw_moved
@@ -510,6 +521,38 @@ class PartitionActor:
             ) from None
         self.metrics.fetched(*_count_frames(frames, offset), (time.perf_counter() - started) * 1000)
         return frames, self.log.log_start_offset, self.high_watermark
+
+    def _check_client_epoch(self, client_epoch: int | None) -> None:
+        """A request's leader epoch must be this leader's: an older one comes from stale metadata
+        (FencedLeaderEpoch: refresh), a newer one means this replica was deposed and does not
+        know it yet (NotLeader): it must not serve or acknowledge anything."""
+        if client_epoch is None or client_epoch == self.leader_epoch:
+            return
+        if client_epoch < self.leader_epoch:
+            raise FencedLeaderEpoch(
+                f"{self.name}: request for leader epoch {client_epoch}, the leader's is {self.leader_epoch}; "
+                f"refresh metadata"
+            )
+        raise NotLeader(
+            f"{self.name}: replica {self.replica_id} is at epoch {self.leader_epoch}, the client knows "
+            f"epoch {client_epoch}: a newer leader exists"
+        )
+
+    def _check_truncation(self, offset: int, last_fetched_epoch: int | None) -> None:
+        if last_fetched_epoch is None or last_fetched_epoch < 0 or offset <= self.log.log_start_offset:
+            return
+        if last_fetched_epoch > self.leader_epoch:
+            raise NotLeader(f"{self.name}: the client read epoch {last_fetched_epoch}, newer than this one")
+        end = self.epochs.end_offset_for(last_fetched_epoch, self.log.log_end_offset)
+        if end < offset:
+            divergent = max(end, self.log.log_start_offset)
+            raise LogTruncated(
+                f"{self.name}: the log was truncated at offset {divergent} below the position {offset} "
+                f"(records of epoch {last_fetched_epoch} end there now)",
+                divergent,
+                earliest=self.log.log_start_offset,
+                latest=self.high_watermark,
+            )
 
     def _check_offset(self, offset: int) -> None:
         start, end = self.log.log_start_offset, self.log.log_end_offset

@@ -17,6 +17,7 @@ covers a record the caller has not seen.
 from __future__ import annotations
 
 import collections
+import logging
 import time
 import uuid
 import weakref
@@ -26,14 +27,16 @@ import pyarrow as pa
 import ray
 
 from raykafka.api.connection import Settings, current_settings, group_coordinator, topic_manager
-from raykafka.api.fetch import decode_fetch, empty_table
+from raykafka.api.fetch import decode_fetch, empty_table, frame_epochs
 from raykafka.api.group_member import GroupMember
 from raykafka.api.message import Message
 from raykafka.api.rpc import ACTOR_GONE, call, require_ray, unwrap
 from raykafka.api.validation import check_int, check_timeout
 from raykafka.errors import (
     ConsumerClosed,
+    FencedLeaderEpoch,
     LogDirFailed,
+    LogTruncated,
     NotLeader,
     OffsetOutOfRange,
     RayNotConnected,
@@ -43,6 +46,8 @@ from raykafka.errors import (
 from raykafka.groups.assignors import STRATEGIES
 from raykafka.topic_config import validate_group_id, validate_topic_name
 from raykafka.types import TopicPartition
+
+logger = logging.getLogger(__name__)
 
 #: Pause before re-fetching from a partition actor that was unreachable.
 FETCH_RETRY_BACKOFF_S = 0.1
@@ -64,19 +69,24 @@ class _Fetcher:
         "buffered_bytes",
         "chunk_start",
         "chunks",
+        "epoch_marks",
         "fetch_offset",
         "generation",
         "in_flight",
         "in_flight_since",
         "leader",
+        "leader_epoch",
         "position",
         "py_columns",
         "tp",
     )
 
-    def __init__(self, tp: TopicPartition, leader, position: int | None):
+    def __init__(
+        self, tp: TopicPartition, leader, position: int | None, leader_epoch: int | None = None, epoch=None
+    ):
         self.tp = tp
         self.leader = leader
+        self.leader_epoch = leader_epoch  # the leader's epoch in the metadata that named it
         self.position = position  # next offset to hand out; None until resolved
         self.fetch_offset = position  # next offset to fetch (>= position while prefetching)
         self.chunks: collections.deque[pa.RecordBatch] = collections.deque()
@@ -86,8 +96,37 @@ class _Fetcher:
         self.buffered_bytes = 0
         self.in_flight = None  # ObjectRef of the fetch, or None
         self.in_flight_since = 0.0
+        # (offset, leader epoch) where each epoch's records begin, from the record before the
+        # position on: a fetch names the epoch of the record before it, and a commit the epoch of
+        # the record it follows, so the leader can tell a truncation under them (KIP-320)
+        self.epoch_marks: list[tuple[int, int]] = []
+        self._mark_start(position, epoch)
 
-    def reset(self, position: int | None) -> None:
+    def _mark_start(self, position: int | None, epoch: int | None) -> None:
+        self.epoch_marks = [] if position is None or epoch is None else [(position - 1, epoch)]
+
+    def epoch_before(self, offset: int | None) -> int | None:
+        """The leader epoch of the record at ``offset - 1``, when known."""
+        found = None
+        if offset is not None:
+            for start, epoch in self.epoch_marks:
+                if start > offset - 1:
+                    break
+                found = epoch
+        return found
+
+    def note_epochs(self, marks: list[tuple[int, int]]) -> None:
+        """Fetched frames began at these (offset, epoch): keep the changes of epoch."""
+        for start, epoch in marks:
+            if not self.epoch_marks or self.epoch_marks[-1][1] != epoch:
+                self.epoch_marks.append((start, epoch))
+        position = self.position
+        while len(self.epoch_marks) > 1 and position is not None and self.epoch_marks[1][0] <= position - 1:
+            del self.epoch_marks[0]
+
+    def reset(self, position: int | None, epoch: int | None = None) -> None:
+        """Go to ``position`` (``epoch``: of the record before it, when known)."""
+        self._mark_start(position, epoch)
         self.position = self.fetch_offset = position
         self.chunks.clear()
         self.generation += 1
@@ -175,6 +214,7 @@ class Consumer:
         self._order: list[TopicPartition] = []  # round-robin over partitions
         self._caught_up = False  # the last responses were small (see PREFETCH_MIN_RESPONSE_BYTES)
         self._leaders: dict[str, list] = {}
+        self._leader_epochs: dict[str, list[int]] = {}  # per topic, from the same metadata as _leaders
         self._closed = False
         self._member: GroupMember | None = None  # set by subscribe
         self._coordinator = None
@@ -201,7 +241,7 @@ class Consumer:
                 raise TypeError(f"assign takes TopicPartitions, got {type(tp).__name__}")
         for tp in tps:
             self._leader(tp)  # UnknownTopic / bad partition raise before anything changes
-        self._fetchers = {tp: _Fetcher(tp, self._leader(tp), tp.offset) for tp in tps}
+        self._fetchers = {tp: self._new_fetcher(tp, tp.offset) for tp in tps}
         self._order = list(self._fetchers)
 
     def assignment(self) -> list[TopicPartition]:
@@ -238,9 +278,20 @@ class Consumer:
                 self._manager.topic_metadata, tp.topic, timeout_s=self._timeout_s, what="topic metadata"
             )
             leaders = self._leaders[tp.topic] = meta["leaders"]
+            self._leader_epochs[tp.topic] = meta["epochs"]
         if tp.partition >= len(leaders):
             raise ValueError(f"topic {tp.topic!r} has partitions 0..{len(leaders) - 1}; got {tp.partition}")
         return leaders[tp.partition]
+
+    def _new_fetcher(self, tp: TopicPartition, position: int | None, epoch: int | None = None) -> _Fetcher:
+        leader = self._leader(tp)
+        return _Fetcher(tp, leader, position, self._leader_epochs[tp.topic][tp.partition], epoch)
+
+    def _point_at_leader(self, fetcher: _Fetcher) -> None:
+        """Re-read who leads ``fetcher``'s partition (after a failover it is another actor)."""
+        self._leaders.pop(fetcher.tp.topic, None)
+        fetcher.leader = self._leader(fetcher.tp)
+        fetcher.leader_epoch = self._leader_epochs[fetcher.tp.topic][fetcher.tp.partition]
 
     @property
     def _timeout_s(self) -> float:
@@ -263,8 +314,7 @@ class Consumer:
         def current_leader() -> tuple:
             # After a failover, or a restarted Ray that re-created the partition's actors on its new
             # nodes, the leader is another actor: re-read it instead of waiting on the old handle.
-            self._leaders.pop(tp.topic, None)
-            fetcher.leader = self._leader(tp)
+            self._point_at_leader(fetcher)
             return fetcher.leader.list_offset, None
 
         offset = call(
@@ -284,7 +334,10 @@ class Consumer:
                 self._ensure_position(fetcher)
                 require_ray()
                 fetcher.in_flight = fetcher.leader.fetch.remote(
-                    fetcher.fetch_offset, self.fetch_max_bytes, self.fetch_max_wait_ms
+                    fetcher.fetch_offset,
+                    self.fetch_max_bytes,
+                    self.fetch_max_wait_ms,
+                    (fetcher.leader_epoch, fetcher.epoch_before(fetcher.fetch_offset)),
                 )
                 fetcher.in_flight_since = time.monotonic()
 
@@ -312,8 +365,14 @@ class Consumer:
                 continue
             except ray.exceptions.RayTaskError as exc:
                 cause = unwrap(exc)
+                if isinstance(cause, LogTruncated):
+                    self._truncated(fetcher, cause)
+                    continue
                 if isinstance(cause, OffsetOutOfRange):
                     self._reset_position(fetcher, cause)
+                    continue
+                if isinstance(cause, FencedLeaderEpoch):  # our metadata is older than the leader
+                    self._lost_leader(fetcher, backoff=False)
                     continue
                 if isinstance(cause, NotLeader | LogDirFailed):  # a new leader is (being) elected
                     self._lost_leader(fetcher)
@@ -321,6 +380,7 @@ class Consumer:
                 raise cause from None
             arrived_bytes += sum(len(buf) for buf in frames)
             batches = decode_fetch(fetcher.tp.topic, fetcher.tp.partition, frames, fetcher.fetch_offset)
+            fetcher.note_epochs(frame_epochs(frames, fetcher.fetch_offset))
             if batches:
                 last = batches[-1]
                 next_offset = last.column(2)[len(last) - 1].as_py() + 1
@@ -332,6 +392,22 @@ class Consumer:
                 fetcher.chunks.extend(batches)
         if ready:
             self._caught_up = arrived_bytes < PREFETCH_MIN_RESPONSE_BYTES
+
+    def _truncated(self, fetcher: _Fetcher, error: LogTruncated) -> None:
+        """The leader's log parted from what this consumer read at ``divergent_offset`` (KIP-320):
+        resume there when there is a reset policy, as Kafka's consumer does; else raise."""
+        if self.auto_offset_reset == "none":
+            raise error
+        position = fetcher.position if fetcher.position is not None else error.divergent_offset
+        resume = min(position, error.divergent_offset)
+        logger.warning(
+            "%s-%d: log truncation detected (%s); resuming at offset %d",
+            fetcher.tp.topic,
+            fetcher.tp.partition,
+            error,
+            resume,
+        )
+        fetcher.reset(resume)
 
     def _prefetch(self) -> None:
         """Before handing data out: send the next fetches now only when behind (see
@@ -358,6 +434,7 @@ class Consumer:
             for f in self._fetchers.values():
                 if f.tp.topic == topic:
                     f.leader = self._leader(f.tp)
+                    f.leader_epoch = self._leader_epochs[topic][f.tp.partition]
         except (*ACTOR_GONE, RequestTimedOut):
             pass  # the topic manager is restarting; the next round tries again
 
@@ -572,9 +649,9 @@ class Consumer:
                 self._commit_quietly({tp: self._fetchers[tp].position for tp in revoked})
             for tp in revoked:
                 del self._fetchers[tp]
-            committed = answer["committed"]
+            committed, epochs = answer["committed"], answer.get("committed_epochs", {})
             for tp in sorted(wanted - set(self._fetchers), key=lambda t: (t.topic, t.partition)):
-                self._fetchers[tp] = _Fetcher(tp, self._leader(tp), committed.get(tp))
+                self._fetchers[tp] = self._new_fetcher(tp, committed.get(tp), epochs.get(tp))
             self._order = [tp for tp in self._order if tp in self._fetchers] + [
                 tp for tp in self._fetchers if tp not in self._order
             ]
@@ -597,10 +674,24 @@ class Consumer:
         offsets = self._positions()
         if offsets:
             member_id = self._member.member_id if self._member else None
-            self._pending_commit = self._group().commit.remote(member_id, offsets, self._next_commit_order())
+            self._pending_commit = self._group().commit.remote(
+                member_id, offsets, self._next_commit_order(), self._epochs_of(offsets)
+            )
 
     def _positions(self) -> dict[TopicPartition, int]:
         return {tp: f.position for tp, f in self._fetchers.items() if f.position is not None}
+
+    def _epochs_of(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """The leader epoch of the record before each offset, where this consumer read it."""
+        epochs = {}
+        for tp, offset in offsets.items():
+            fetcher = self._fetchers.get(tp)
+            epoch = (
+                fetcher.epoch_before(offset) if fetcher is not None and fetcher.position == offset else None
+            )
+            if epoch is not None:
+                epochs[tp] = epoch
+        return epochs
 
     def _commit_quietly(self, offsets: dict) -> None:
         offsets = {tp: o for tp, o in offsets.items() if o is not None}
@@ -610,14 +701,15 @@ class Consumer:
             self._commit(offsets)
         # at-least-once: the next owner re-reads (after ray.shutdown(): nothing to tell)
         except (StaleGeneration, RayNotConnected, *ACTOR_GONE) as exc:
-            import logging
-
-            logging.getLogger(__name__).info("commit on revoke refused: %s", exc)
+            logger.info("commit on revoke refused: %s", exc)
 
     def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         member_id = self._member.member_id if self._member else None
         order = self._next_commit_order()  # one number for every retry of this commit
-        call(self._group().commit, member_id, offsets, order, timeout_s=self._timeout_s, what="commit")
+        epochs = self._epochs_of(offsets)
+        call(
+            self._group().commit, member_id, offsets, order, epochs, timeout_s=self._timeout_s, what="commit"
+        )
 
     def _next_commit_order(self) -> tuple[str, int]:
         """``(client id, sequence)`` of the next commit: the coordinator drops a commit older than

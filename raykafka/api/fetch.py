@@ -61,5 +61,16 @@ def decode_fetch(topic: str, partition: int, frames: list, from_offset: int) -> 
     return out
 
 
+def frame_epochs(frames: list, from_offset: int) -> list[tuple[int, int]]:
+    """``(first offset at or after from_offset, leader epoch)`` of each frame in a fetch response
+    (headers only; ``decode_fetch`` checks the CRCs)."""
+    return [
+        (max(header.base_offset, from_offset), header.leader_epoch)
+        for buf in frames
+        for header, _ in iter_frames(buf, verify=False)
+        if header.next_offset > from_offset
+    ]
+
+
 def empty_table() -> pa.Table:
     return CONSUMER_SCHEMA.empty_table()

@@ -56,6 +56,42 @@ def test_keys_carry_no_offset_and_large_offsets_round_trip(tmp_path):
     store.close()
 
 
+def test_epochs_are_stored_with_offsets_and_old_values_read_without_one(tmp_path):
+    """A commit carries the leader epoch of the record it follows (KIP-320), through a reopen and
+    a snapshot; a later commit without one forgets it; an 8-byte value of an older version reads
+    as an offset with no epoch."""
+    import struct
+
+    import numpy as np
+    import pyarrow as pa
+
+    from raykafka.storage.arrays import binary_array, int_array
+    from raykafka.storage.records import HEADERS_TYPE, RECORD_SCHEMA, encode_record_batch
+
+    d = tmp_path / "g"
+    store = OffsetsStore(d, snapshot_every_bytes=1)  # every commit also writes a snapshot
+    store.commit({tp("t", 0): 5, tp("t", 1): 7}, {tp("t", 0): 3})
+    assert (store.committed, store.epochs) == ({tp("t", 0): 5, tp("t", 1): 7}, {tp("t", 0): 3})
+    store = reopen(store, d)
+    assert (store.committed, store.epochs) == ({tp("t", 0): 5, tp("t", 1): 7}, {tp("t", 0): 3})
+    store.commit({tp("t", 0): 9})
+    assert store.epochs == {}
+    old = pa.RecordBatch.from_arrays(  # a commit as the version before epochs wrote it
+        [
+            binary_array([b"t\x002"]),
+            binary_array([struct.pack("<q", 41)]),
+            int_array(np.zeros(1, dtype=np.int64)),
+            pa.nulls(1, HEADERS_TYPE),
+        ],
+        schema=RECORD_SCHEMA,
+    )
+    store.log.append(encode_record_batch(old), record_count=1, first_timestamp_ms=0, max_timestamp_ms=0)
+    store = reopen(store, d)
+    assert store.committed == {tp("t", 0): 9, tp("t", 1): 7, tp("t", 2): 41}
+    assert store.epochs == {}
+    store.close()
+
+
 def test_commit_is_fsynced_before_it_is_visible(tmp_path):
     store = OffsetsStore(tmp_path / "g")
     before = store.log.fsync_count
@@ -98,7 +134,7 @@ def test_snapshot_interrupted_before_moving_the_log_start(tmp_path, monkeypatch)
     store = OffsetsStore(d, snapshot_every_bytes=1 << 40)
     store.commit({tp("t", 0): 1, tp("t", 1): 1})
     store.commit({tp("t", 0): 2})
-    store._append(store.committed)  # the snapshot's batch, as _snapshot writes it
+    store._append(store.committed, store.epochs)  # the snapshot's batch, as _snapshot writes it
     store.log.flush()
     store = reopen(store, d)
     assert store.committed == {tp("t", 0): 2, tp("t", 1): 1}
