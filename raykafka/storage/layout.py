@@ -252,22 +252,26 @@ def namespace_cluster_id(root: Path, namespace: str, proposed: str) -> str:
 
 
 class DirectoryLock:
-    """An exclusive, non-blocking ``flock`` on ``<directory>/.lock``, held until ``release``.
+    """An exclusive ``flock`` on ``<directory>/.lock`` (or ``file_name``), held until ``release``.
 
     ``acquire`` retries for ``wait_s`` (a previous owner may still be exiting), then raises
-    DirectoryLocked. flock locks belong to an open file description, so a second
+    DirectoryLocked; with ``blocking`` it waits as long as it takes (a short critical section
+    of another process). flock locks belong to an open file description, so a second
     DirectoryLock on the same directory in the same process is refused too."""
 
-    def __init__(self, directory: Path, owner: str):
+    def __init__(self, directory: Path, owner: str, file_name: str = LOCK_FILE):
         self.directory = Path(directory)
         self.owner = owner
+        self.file_name = file_name
         self._fd: int | None = None
 
-    def acquire(self, wait_s: float = 0.0, retry_s: float = 0.1) -> DirectoryLock:
+    def acquire(self, wait_s: float = 0.0, retry_s: float = 0.1, *, blocking: bool = False) -> DirectoryLock:
         make_dirs(self.directory)
         deadline = time.monotonic() + wait_s
-        fd = _open_for_write(self.directory / LOCK_FILE)
-        while True:
+        fd = _open_for_write(self.directory / self.file_name)
+        if blocking:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        while not blocking:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
@@ -386,12 +390,7 @@ def claim_legacy_replica(data_dir: Path, target: Path, topic: str, partition: in
 def _migration_lock_acquire(data_dir: Path) -> DirectoryLock:
     """A blocking lock on ``<data_dir>/.layout-migration.lock``: another process's renames are
     a short critical section, worth waiting for."""
-    lock = DirectoryLock(data_dir, "layout migration")
-    make_dirs(data_dir)
-    fd = _open_for_write(data_dir / MIGRATION_LOCK_FILE)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    lock._fd = fd
-    return lock
+    return DirectoryLock(data_dir, "layout migration", MIGRATION_LOCK_FILE).acquire(blocking=True)
 
 
 def _open_for_write(path: Path) -> int:
