@@ -4,9 +4,10 @@ Pure Python + pyarrow; it must never import ray (it knows files, not actors).
 
 Modules, bottom up (docs/FORMAT.md documents every byte they write):
 
-* :mod:`.framing` -- the 48-byte self-validating batch header (magic, CRC32C, offsets,
-  timestamps) and frame iteration. A frame is header + payload, identical on disk and
-  on the wire.
+* :mod:`.framing` -- the 64-byte self-validating batch header (magic, CRC32C, offsets,
+  timestamps, producer id, epoch and sequence; the 48-byte headers of older versions are
+  still read) and frame iteration. A frame is header + payload, identical on disk and on
+  the wire.
 * :mod:`.records` -- ``RECORD_SCHEMA`` and the payload encoding: one Arrow IPC
   record-batch message per frame.
 * :mod:`.errors` -- ``StorageError``, ``LogOffsetOutOfRange``, ``StorageFull``, ``LogDirFailed``.
@@ -19,8 +20,10 @@ Modules, bottom up (docs/FORMAT.md documents every byte they write):
   slices, recovery scan, truncation.
 * :mod:`.checkpoint` -- atomic durable small files and the log-start-offset checkpoint.
 * :mod:`.group_commit` -- one fsync round shared by every thread waiting for durability.
+* :mod:`.producer_state` -- ``ProducerStateTable``: each idempotent producer's last
+  batches, rebuilt from the log, and its snapshot files.
 * :mod:`.log` -- ``PartitionLog``: the segment list and the policies (roll, read,
-  timestamp lookup, delete_records, retention, truncation, recovery, flush).
+  timestamp lookup, delete_records, retention, truncation, recovery, flush, producer state).
 """
 
 from .config import LogConfig
@@ -29,6 +32,7 @@ from .framing import (
     ATTR_LOG_APPEND_TIME,
     HEADER_SIZE,
     MAGIC,
+    NO_PRODUCER,
     BatchHeader,
     CorruptBatch,
     frame_crc_ok,
@@ -52,6 +56,7 @@ __all__ = [
     "HEADERS_TYPE",
     "HEADER_SIZE",
     "MAGIC",
+    "NO_PRODUCER",
     "RECORD_SCHEMA",
     "BatchHeader",
     "CorruptBatch",

@@ -30,6 +30,8 @@ class LogConfig:
     flush_ms: int | None = None
     #: Add a sparse index entry every this many bytes of log.
     index_interval_bytes: int = 4096
+    #: Forget an idempotent producer none of whose batches was stored for this long (KIP-854).
+    producer_id_expiration_ms: int = 86_400_000
 
     def __post_init__(self) -> None:
         if self.segment_bytes < 1:
@@ -44,3 +46,5 @@ class LogConfig:
             raise ValueError(f"flush_ms must be >= 0 or None, got {self.flush_ms}")
         if self.index_interval_bytes < 1:
             raise ValueError(f"index_interval_bytes must be >= 1, got {self.index_interval_bytes}")
+        if self.producer_id_expiration_ms < 1:
+            raise ValueError(f"producer_id_expiration_ms must be >= 1, got {self.producer_id_expiration_ms}")

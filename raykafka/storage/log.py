@@ -28,9 +28,18 @@ from . import faults
 from .checkpoint import TMP_SUFFIX, atomic_write, fsync_dir, read_log_start_offset, write_log_start_offset
 from .config import LogConfig
 from .errors import LogDirFailed, LogOffsetOutOfRange, StorageError, StorageFull
-from .framing import HEADER_SIZE, CorruptBatch, frame_crc_ok, iter_frames, pack_header, unpack_header
+from .framing import (
+    ATTR_LOG_APPEND_TIME,
+    NO_PRODUCER,
+    CorruptBatch,
+    frame_crc_ok,
+    iter_frames,
+    pack_header,
+    unpack_header,
+)
 from .group_commit import GroupCommit
 from .permissions import make_dirs
+from .producer_state import ProducerStateTable, delete_snapshot, list_snapshots, read_snapshot, write_snapshot
 from .records import InvalidRecordBatch, decode_record_batch
 from .recovery_point import RecoveryPoint
 from .segment import OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, Segment, parse_segment_file_name
@@ -80,9 +89,18 @@ class PartitionLog:
         self.recovery_lost_segments = 0  # whole segments removed past a hole
         self.recovery_scanned_segments = 0  # CRC-scanned on open (none after a clean shutdown)
         self.fsync_count = 0
+        #: Each idempotent producer's last batches (docs/FORMAT.md, section 11): rebuilt on open,
+        #: kept up to date by every append, rebuilt again after a truncation.
+        self.producer_state = ProducerStateTable()
+        self.producer_scanned_batches = 0  # frame headers read on open to rebuild it
+        self._producer_state_loaded = False  # no snapshot of the empty table while _open rolls
         make_dirs(self.directory)
         self._recovery = RecoveryPoint(self.directory, lambda offset: self.sync_through(offset), self._fail)
+        self._clean_open = False
         self._open()
+        loaded_at = self._load_producer_state(self._clean_open)
+        if loaded_at != self._log_end_offset and self._log_end_offset > self._log_start_offset:
+            self._snapshot_producers()  # so the next open after a crash scans from here
         self._last_flush_ms = self._clock_ms()
         self._group = GroupCommit(self._sync_round, self._log_start_offset)
 
@@ -118,7 +136,7 @@ class PartitionLog:
 
     def _open(self) -> None:
         names = os.listdir(self.directory)
-        clean = CLEAN_SHUTDOWN_FILE in names
+        clean = self._clean_open = CLEAN_SHUTDOWN_FILE in names
         # After an unclean stop, the last process's new files may not be named durably yet (a roll
         # whose directory fsync never ran): the first sync round fsyncs the directory too.
         self._dir_dirty = not clean
@@ -227,8 +245,12 @@ class PartitionLog:
         max_timestamp_ms: int,
         attributes: int = 0,
         leader_epoch: int = 0,
+        producer_id: int = NO_PRODUCER,
+        producer_epoch: int = NO_PRODUCER,
+        sequence: int = NO_PRODUCER,
     ) -> int:
-        """Append one batch; returns its base offset."""
+        """Append one batch; returns its base offset. A batch of an idempotent producer carries
+        its ``(producer_id, producer_epoch, sequence)`` and is recorded in ``producer_state``."""
         self._check_open()
         view = memoryview(payload).cast("B") if not isinstance(payload, pa.Buffer) else payload
         length = view.nbytes if isinstance(view, memoryview) else view.size
@@ -246,8 +268,16 @@ class PartitionLog:
             max_timestamp_ms=max_timestamp_ms,
             attributes=attributes,
             leader_epoch=leader_epoch,
+            producer_id=producer_id,
+            producer_epoch=producer_epoch,
+            sequence=sequence,
         )
-        self._write_frame([header, view], HEADER_SIZE + length, header)
+        self._write_frame([header, view], len(header) + length, header)
+        if producer_id != NO_PRODUCER:
+            append_time = max_timestamp_ms if attributes & ATTR_LOG_APPEND_TIME else -1
+            self.producer_state.record(
+                producer_id, producer_epoch, sequence, base, record_count, append_time, self._clock_ms()
+            )
         return base
 
     def append_frames(self, frames: bytes | memoryview | pa.Buffer) -> int:
@@ -271,8 +301,10 @@ class PartitionLog:
             spans.append((pos, header))
             expected = header.next_offset
             pos += header.frame_length
+        now = self._clock_ms()
         for pos, header in spans:
             self._write_frame([view[pos : pos + header.frame_length]], header.frame_length, header)
+            self.producer_state.update(header, now)  # the leader's producers, as it stored them
         return self._log_end_offset
 
     def _write_frame(self, parts: list, frame_length: int, header_or_bytes) -> None:
@@ -315,6 +347,8 @@ class PartitionLog:
             self._dir_dirty = True  # the next fsync round makes the new file's name durable
         # The sealed segment is fsynced off the append path, then becomes the recovery point.
         self._recovery.advance_to(seg.base_offset)
+        if self._producer_state_loaded:
+            self._snapshot_producers()  # an open after a crash rescans only the new segment
 
     # -- reading -----------------------------------------------------------------------
 
@@ -410,7 +444,7 @@ class PartitionLog:
                 skip = max(0, start - header.base_offset)
                 if header.log_append_time:  # every record carries the batch's max timestamp
                     return header.base_offset + skip
-                payload = seg.buffer().slice(pos + HEADER_SIZE, header.payload_length)
+                payload = seg.buffer().slice(pos + header.header_size, header.payload_length)
                 column = decode_record_batch(payload).column("timestamp_ms").slice(skip)
                 row = pc.index(pc.greater_equal(column, timestamp_ms), True).as_py()
                 if row >= 0:
@@ -521,6 +555,9 @@ class PartitionLog:
         else:
             cut, new_end = seg.size_bytes, seg.end_offset
         later = self._segments[i + 1 :]
+        for snapshot in list_snapshots(self.directory):
+            if snapshot > new_end:  # its batches go now (made durable by the directory fsync below)
+                delete_snapshot(self.directory, snapshot)
         with self._lock:  # the fsync thread must not dup an fd we are about to close or replace
             self._truncations += 1
             del self._segments[i + 1 :]
@@ -545,6 +582,79 @@ class PartitionLog:
                 s.delete()
             self._add_segment(Segment.create(self.directory, offset))
             fsync_dir(self.directory)
+        self._load_producer_state(clean=False)  # the state of the batches that are left
+
+    # -- producer state ----------------------------------------------------------------
+
+    def _load_producer_state(self, clean: bool) -> int | None:
+        """Rebuild ``producer_state`` for the log as it is: the newest readable snapshot at or
+        below the log end, then the producer of every batch after it (headers only: recovery
+        has CRC-checked what lies past the recovery point). Returns the offset of the snapshot
+        used, None when there was none."""
+        end = self._log_end_offset
+        offsets = list_snapshots(self.directory)
+        for offset in offsets:
+            if offset > end:  # it describes batches that are gone (cut by recovery, truncated)
+                delete_snapshot(self.directory, offset)
+        table = loaded_at = None
+        for offset in reversed([o for o in offsets if o <= end]):
+            table = read_snapshot(self.directory, offset)
+            if table is not None:
+                loaded_at = offset
+                break
+            delete_snapshot(self.directory, offset)  # damaged
+        if table is None:
+            table = ProducerStateTable()
+        if loaded_at is not None:
+            start = loaded_at
+        elif clean and not offsets:
+            # A clean close leaves a snapshot at the log end; a clean directory without any was
+            # closed by a raykafka from before producer state, whose frames carry no producer.
+            start = end
+        else:
+            start = self._log_start_offset
+        self.producer_state = table
+        self.producer_scanned_batches = self._scan_producers(max(start, self._log_start_offset))
+        self._producer_state_loaded = True
+        return loaded_at
+
+    def _scan_producers(self, start: int) -> int:
+        """Record the producer of every batch holding an offset >= ``start``; returns how many
+        batches were read. A batch found so counts as seen now (for expiry)."""
+        now = self._clock_ms()
+        batches = 0
+        i = max(bisect_right(self._bases, start) - 1, 0)
+        for seg in self._segments[i:]:
+            if seg.end_offset <= start or seg.size_bytes == 0:
+                continue
+            try:
+                pos = seg.find_batch(start)[0] if seg.base_offset < start else 0
+                view = seg.view()
+                while pos < seg.size_bytes:
+                    header = unpack_header(view, pos)
+                    self.producer_state.update(header, now)
+                    batches += 1
+                    pos += header.frame_length
+            except CorruptBatch:
+                continue  # damaged below the recovery point (bit rot): reads there raise too
+        return batches
+
+    def _snapshot_producers(self) -> bool:
+        """Write ``producer_state`` as the snapshot at the log end. On a full disk nothing is
+        written (an open then rescans from an older snapshot) and False is returned."""
+        try:
+            write_snapshot(self.directory, self._log_end_offset, self.producer_state)
+        except OSError as exc:
+            if exc.errno not in DISK_FULL_ERRNOS:
+                raise
+            return False
+        return True
+
+    def expire_producers(self) -> int:
+        """Forget the producers none of whose batches this log stored for
+        ``producer_id_expiration_ms`` (Kafka's ``producer.id.expiration.ms``, KIP-854);
+        returns how many."""
+        return self.producer_state.expire(self._clock_ms(), self.config.producer_id_expiration_ms)
 
     # -- flush policy and group commit -------------------------------------------------
 
@@ -651,8 +761,8 @@ class PartitionLog:
 
     def _close_cleanly(self) -> None:
         """Fsync what is pending (a clean shutdown loses nothing), checkpoint the recovery point,
-        write the active segment's index and the clean-shutdown marker, close the files.
-        The next open then scans nothing."""
+        write the active segment's index, the producer-state snapshot and the clean-shutdown
+        marker, close the files. The next open then scans nothing."""
         if self._closed:
             return
         if self._failure is not None:  # nothing can be made durable: just let go of the files
@@ -662,7 +772,10 @@ class PartitionLog:
         self._recovery.close()
         self._recovery.write_now(self._log_end_offset)
         self._active.seal()
-        atomic_write(os.path.join(self.directory, CLEAN_SHUTDOWN_FILE), b"")
+        # The marker promises a snapshot at the log end (see _load_producer_state): none on a
+        # full disk, and the next open rescans.
+        if self._snapshot_producers():
+            atomic_write(os.path.join(self.directory, CLEAN_SHUTDOWN_FILE), b"")
         with self._lock:
             self._closed = True
             segments, self._segments = self._segments, []

@@ -12,11 +12,14 @@ log, at most one round at a time, always for the newest offset asked.
 A failed fsync is never retried into a false success: the error is kept, later rounds
 are refused, and ``failure`` reports it (the log directory has failed). A disk error met by
 the thread itself (a checkpoint that cannot be written: a read-only disk) is handed to
-``on_disk_error`` so the log fails as it would on its own thread.
+``on_disk_error`` so the log fails as it would on its own thread. A full disk is not a disk
+error: the checkpoint stays where it was (recovery after a crash only scans more) and the
+next ``advance_to`` tries again.
 """
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections.abc import Callable
 
@@ -38,6 +41,7 @@ class RecoveryPoint:
         self._cond = threading.Condition()
         self.checkpointed = read_offset_checkpoint(directory, RECOVERY_POINT_CHECKPOINT)
         self._wanted = -1
+        self._full_at = -1  # a round whose checkpoint found the disk full: wait for a newer one
         self._running = False
         self._closed = False
         self.failure: BaseException | None = None
@@ -59,7 +63,7 @@ class RecoveryPoint:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and (self.checkpointed or -1) >= self._wanted:
+                while not self._closed and max(self.checkpointed or -1, self._full_at) >= self._wanted:
                     self._cond.wait()
                 if self._closed:
                     return
@@ -69,8 +73,13 @@ class RecoveryPoint:
                 self._sync_through(target)
                 with self._cond:  # a truncation may have lowered it meanwhile
                     if target <= self._wanted:
-                        write_offset_checkpoint(self.directory, RECOVERY_POINT_CHECKPOINT, target)
-                        self.checkpointed = target
+                        try:
+                            write_offset_checkpoint(self.directory, RECOVERY_POINT_CHECKPOINT, target)
+                            self.checkpointed = target
+                        except OSError as exc:
+                            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                                raise
+                            self._full_at = target  # the data is on disk; only its checkpoint waits
             except BaseException as exc:  # an fsync failed: never claim it; the directory failed
                 if isinstance(exc, OSError) and self._on_disk_error is not None:
                     self._on_disk_error(exc)

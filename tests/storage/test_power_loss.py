@@ -16,6 +16,7 @@ from storage_helpers import frames, payload_of
 
 from raykafka.storage import LogConfig, PartitionLog, faults
 from raykafka.storage.checkpoint import atomic_write, fsync_dir
+from raykafka.storage.framing import HEADER_SIZE
 from raykafka.storage.index import SegmentIndex
 
 
@@ -103,7 +104,7 @@ def test_a_cut_file_leaves_a_readers_memory_map_valid(tmp_path):
     held = log.read(0, 1 << 20)  # zero-copy slices of the segment's memory map
     before = frames(held)
     abandon(log)
-    assert faults.simulate_power_loss(tmp_path).bytes_cut == 48 + 64
+    assert faults.simulate_power_loss(tmp_path).bytes_cut == HEADER_SIZE + 64
     assert frames(held) == before  # the old pages: no SIGBUS, same bytes
     log = PartitionLog(tmp_path / "p")
     assert frames(log.read(0, 1 << 20)) == before[:1]

@@ -9,12 +9,13 @@ import time
 
 from storage_helpers import payload_of
 
-from raykafka.storage import CorruptBatch, LogConfig, PartitionLog
+from raykafka.storage import HEADER_SIZE, CorruptBatch, LogConfig, PartitionLog
 from raykafka.storage.checkpoint import RECOVERY_POINT_CHECKPOINT, read_offset_checkpoint
 from raykafka.storage.log import CLEAN_SHUTDOWN_FILE
 
-#: 5 batches of 1 record and 200 payload bytes (248-byte frames) per 1,300-byte segment.
-CONFIG = LogConfig(segment_bytes=1300)
+#: 5 batches of 1 record and 200 payload bytes (FRAME bytes each) per segment.
+FRAME = HEADER_SIZE + 200
+CONFIG = LogConfig(segment_bytes=5 * FRAME + 60)
 
 
 def fill(directory, batches: int, config: LogConfig = CONFIG) -> PartitionLog:
@@ -110,7 +111,7 @@ def test_damage_after_a_clean_close_is_still_found(tmp_path):
     active = tmp_path / f"{5:020d}.log"
     os.truncate(active, active.stat().st_size - 7)
     log = PartitionLog(tmp_path, CONFIG)
-    assert log.log_end_offset == 7 and log.recovery_truncated_bytes == 248 - 7
+    assert log.log_end_offset == 7 and log.recovery_truncated_bytes == FRAME - 7
     log.close()
 
 
