@@ -2,12 +2,17 @@
 the storage engine under random appends, flushes, rolls, truncations, process crashes, clean
 restarts and power losses. After every restart the log is a prefix of what was appended (exact
 offsets and payloads), holds every record acknowledged as fsynced, and every offset below its
-end is readable. No Ray."""
+end is readable. Last, the power loss of another process, killed, from its journal. No Ray."""
 
 from __future__ import annotations
 
 import os
+import random
+import signal
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +23,7 @@ from raykafka.storage import LogConfig, PartitionLog, faults
 from raykafka.storage.checkpoint import atomic_write, fsync_dir
 from raykafka.storage.framing import HEADER_SIZE
 from raykafka.storage.index import SegmentIndex
+from tests.storage.power_loss_child import write as child_write
 
 
 @pytest.fixture(autouse=True)
@@ -262,3 +268,200 @@ def test_a_flush_after_a_crash_makes_the_previous_process_s_segments_durable(tmp
     log = PartitionLog(tmp_path / "p", config)
     assert log.log_end_offset == 3
     log.close()
+
+
+# -- another process's power loss, from its journal ------------------------------------------
+
+CHILD = str(Path(__file__).with_name("power_loss_child.py"))
+
+
+class Child:
+    """A process with ``RAYKAFKA_TEST_FAULTS_DIR=faults_dir`` running the statements it is sent
+    (tests/storage/power_loss_child.py), to be SIGKILLed as a partition actor's would be."""
+
+    def __init__(self, faults_dir: Path) -> None:
+        source = str(Path(faults.__file__).parents[2])  # the checkout: raykafka is imported from it
+        path = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "RAYKAFKA_TEST_FAULTS_DIR": str(faults_dir), "PYTHONPATH": path}
+        self.process = subprocess.Popen(
+            [sys.executable, CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
+
+    def do(self, statement: str) -> None:
+        assert "\n" not in statement
+        self.process.stdin.write(statement + "\n")
+        self.process.stdin.flush()
+        assert self.process.stdout.readline().rstrip("\n") == "ok", statement
+
+    def kill(self) -> None:
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.process.stdin.close()
+        self.process.stdout.close()
+
+
+@pytest.fixture
+def children():
+    started: list[Child] = []
+
+    def start(faults_dir: Path) -> Child:
+        started.append(Child(faults_dir))
+        return started[-1]
+
+    yield start
+    for child in started:
+        if child.process.poll() is None:
+            child.kill()
+
+
+def file_script(seed: int, steps: int = 60) -> list[str]:
+    """Random valid file operations under ``root`` (a name the script runs with): appends with
+    and without fsync, truncating rewrites, directory fsyncs, renames (over existing files too),
+    unlinks, hard links, new directories."""
+    rng = random.Random(seed)
+    dirs, files = [""], ["old"]  # paths relative to root; "old" exists before tracking
+    script = []
+
+    def at(rel: str) -> str:
+        return f"os.path.join(root, {rel!r})"
+
+    for i in range(steps):
+        kind = rng.choice(["write"] * 3 + ["sync_dir"] * 2 + ["rename", "unlink", "link", "mkdir"])
+        if kind in ("rename", "unlink", "link") and not files:
+            kind = "write"
+        if kind == "write":
+            new = os.path.join(rng.choice(dirs), f"f{i}")
+            rel = rng.choice(files) if files and rng.random() < 0.6 else new
+            data = bytes([i]) * rng.randrange(1, 40)
+            truncate = rng.random() < 0.15
+            script.append(f"write({at(rel)}, {data!r}, fsync={rng.random() < 0.5}, truncate={truncate})")
+            if rel not in files:
+                files.append(rel)
+        elif kind == "sync_dir":
+            script.append(f"sync_dir({at(rng.choice(dirs))})")
+        elif kind == "mkdir":
+            rel = os.path.join(rng.choice(dirs[:3]), f"d{i}")
+            script.append(f"faults.mkdir({at(rel)})")
+            dirs.append(rel)
+        elif kind == "unlink":
+            rel = files.pop(rng.randrange(len(files)))
+            script.append(f"faults.unlink({at(rel)})")
+        else:
+            src = rng.choice(files)
+            new = os.path.join(rng.choice(dirs), f"n{i}")
+            dst = rng.choice(files) if kind == "rename" and rng.random() < 0.5 else new
+            if dst == src:
+                continue
+            if kind == "rename":
+                script.append(f"faults.replace({at(src)}, {at(dst)})")
+                files.remove(src)
+            else:
+                script.append(f"faults.link({at(src)}, {at(dst)})")
+            if dst not in files:
+                files.append(dst)
+    return script
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every file's bytes and every directory (None) under ``root``, by relative path."""
+    found = {}
+    for directory, dirs, names in os.walk(root):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(directory, name), root)] = None
+        for name in names:
+            path = os.path.join(directory, name)
+            found[os.path.relpath(path, root)] = Path(path).read_bytes()
+    return found
+
+
+def test_a_killed_process_loses_by_its_journal_what_the_in_process_simulation_loses(tmp_path, children):
+    """The same random file operations, run here (tracked in-process) and in a child process
+    (journaled, then SIGKILLed), leave the same trees after the simulated power loss."""
+    seeds = range(6)
+    scripts = {seed: file_script(seed) for seed in seeds}
+    for side in ("here", "there"):
+        for seed in seeds:
+            (tmp_path / side / str(seed)).mkdir(parents=True)
+            (tmp_path / side / str(seed) / "old").write_bytes(b"before tracking")
+
+    faults.track_power_loss()
+    for seed in seeds:
+        namespace = {"os": os, "faults": faults, "write": child_write, "sync_dir": fsync_dir}
+        namespace["root"] = str(tmp_path / "here" / str(seed))
+        for statement in scripts[seed]:
+            exec(statement, namespace)
+    here = {seed: faults.simulate_power_loss(tmp_path / "here" / str(seed)) for seed in seeds}
+
+    faults_dir = tmp_path / "faults"
+    faults_dir.mkdir()
+    faults.track_power_loss_in(faults_dir, tmp_path / "there")
+    child = children(faults_dir)
+    for seed in seeds:
+        child.do(f"root = {str(tmp_path / 'there' / str(seed))!r}")
+        for statement in scripts[seed]:
+            child.do(statement)
+    child.kill()
+    for seed in seeds:
+        there = faults.simulate_power_loss_from_journal(faults_dir, tmp_path / "there" / str(seed))
+        assert there == here[seed], seed
+        assert tree(tmp_path / "there" / str(seed)) == tree(tmp_path / "here" / str(seed)), seed
+    assert sum(lost.bytes_cut for lost in here.values()) > 0
+    assert sum(lost.entries_undone for lost in here.values()) > 0
+
+
+def test_a_killed_process_s_log_keeps_what_it_flushed_across_two_power_losses(tmp_path, children):
+    faults_dir = tmp_path / "faults"
+    faults_dir.mkdir()
+    data = tmp_path / "data"
+    faults.track_power_loss_in(faults_dir, data)
+    start_log = (
+        "from raykafka.storage import PartitionLog; from storage_helpers import payload_of; "
+        f"log = PartitionLog({str(data / 'p')!r})"
+    )
+
+    def append_there(child: Child, seed: int) -> None:
+        child.do(
+            f"log.append(payload_of(64, {seed}), record_count=1, first_timestamp_ms=0, max_timestamp_ms=0)"
+        )
+
+    kept = []
+    for rounds in range(2):
+        child = children(faults_dir)
+        child.do(start_log)
+        for _ in range(3):
+            append_there(child, len(kept))
+            kept.append(payload_of(64, len(kept)))
+        child.do("log.flush()")
+        append_there(child, 99)  # never fsynced
+        child.kill()
+        lost = faults.simulate_power_loss_from_journal(faults_dir, data)
+        assert lost.bytes_cut == HEADER_SIZE + 64, rounds
+        log = PartitionLog(data / "p")
+        assert frames(log.read(0, 1 << 20)) == [(i, 1, payload) for i, payload in enumerate(kept)]
+        log.close()
+
+
+def test_a_process_journals_only_under_the_prefixes_a_control_file_lists(tmp_path, children):
+    faults_dir = tmp_path / "faults"
+    faults_dir.mkdir()
+    journal = faults_dir / faults.JOURNAL_FILE
+    tracked, other = tmp_path / "tracked", tmp_path / "other"
+    tracked.mkdir()
+    other.mkdir()
+    child = children(faults_dir)
+    child.do(f"write({str(tracked / 'a')!r}, b'x', fsync=True)")
+    assert not journal.exists()  # no control file: nothing recorded
+    faults.track_power_loss_in(faults_dir, tracked)
+    child.do(f"write({str(other / 'b')!r}, b'x', fsync=True); faults.unlink({str(other / 'b')!r})")
+    assert not journal.exists()
+    child.do(f"write({str(tracked / 'c')!r}, b'x', fsync=True); faults.unlink({str(tracked / 'a')!r})")
+    events = [line.split(",")[0] for line in journal.read_text().splitlines()]
+    assert events == ['["create"', '["synced"', '["unlink"']
+    (faults_dir / faults.TRACK_POWER_LOSS_FILE).unlink()
+    child.do(f"write({str(tracked / 'd')!r}, b'x', fsync=True)")
+    assert len(journal.read_text().splitlines()) == 3
+    child.kill()
+    # c was created with no directory fsync since: gone; a's unlink is undone, with its bytes
+    # (it existed before tracking: on disk as it was); d was never journaled: stays
+    assert faults.simulate_power_loss_from_journal(faults_dir, tracked) == faults.PowerLoss(0, 2)
+    assert tree(tracked) == {"a": b"x", "d": b"x"}
