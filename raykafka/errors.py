@@ -81,6 +81,21 @@ class NotEnoughReplicas(RayKafkaError):
     pass
 
 
+class NotEnoughReplicasAfterAppend(NotEnoughReplicas):
+    """The batch was appended, but the ISR shrank below ``min.insync.replicas`` before every
+    in-sync replica had it (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND): it is in the leader's log,
+    not acknowledged. An idempotent producer retries it -- the retry is answered with the
+    batch's offsets, not stored again -- until ``request_timeout_ms``; without idempotence the
+    send fails with it (a retry could store the batch twice)."""
+
+
+class OutOfOrderSequence(RayKafkaError):
+    """A batch's sequence number is not its producer's next one in this partition (Kafka's
+    OUT_OF_ORDER_SEQUENCE_NUMBER): a batch before it never arrived within the request timeout,
+    or its producer had given it up, or a newer instance of the producer (a higher epoch) wrote
+    since. Nothing of the batch was written."""
+
+
 class RequestTimedOut(RayKafkaError, TimeoutError):
     pass
 
@@ -145,8 +160,10 @@ __all__ = [
     "LogDirFailed",
     "MessageTooLarge",
     "NotEnoughReplicas",
+    "NotEnoughReplicasAfterAppend",
     "NotLeader",
     "OffsetOutOfRange",
+    "OutOfOrderSequence",
     "ProducerClosed",
     "RayKafkaError",
     "RayNotConnected",

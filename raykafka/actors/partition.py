@@ -51,6 +51,7 @@ from raykafka.errors import (
     LogTruncated,
     MessageTooLarge,
     NotEnoughReplicas,
+    NotEnoughReplicasAfterAppend,
     NotLeader,
     OffsetOutOfRange,
     RequestTimedOut,
@@ -84,6 +85,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAINTENANCE_INTERVAL_MS = 1_000
 #: ``append``'s request without a producer: (producer_id, seq, first_unacked, acks, timeout_ms, sync).
 DEFAULT_APPEND_REQUEST = (None, 0, None, 1, 30_000, False)
+#: ``(producer_id, producer_epoch, sequence)`` of a batch of a producer without idempotence.
+NO_PRODUCER = (storage.NO_PRODUCER,) * 3
 #: Kafka's replica.lag.time.max.ms is 30 s; a short one lets acks="all" go on soon after a follower dies.
 DEFAULT_REPLICA_LAG_TIME_MAX_MS = 3_000
 #: A replicate call that takes longer counts as a failed follower.
@@ -148,7 +151,7 @@ class PartitionActor:
         self.leader_id: str | None = None
         self._leading: LeaderReplication | None = None
         self._hw_moved = asyncio.Event()
-        self._sequencer = Sequencer(self.name)
+        self._sequencer = Sequencer(self.name, lambda: self.log.producer_state)
         self.metrics = PartitionMetrics(topic, partition)
         if self.log.recovery_truncated_bytes:
             logger.warning(
@@ -302,8 +305,12 @@ class PartitionActor:
 
         With a ``producer_id``, batches are appended in ``seq`` order per producer (a list
         holds ``seq, seq + 1, ...``; ``first_unacked``: the producer's lowest unanswered seq,
-        see sequencing). ``acks="all"`` answers once every in-sync replica holds the
-        batches. ``sync`` forces an fsync first (group-committed with every append waiting).
+        see sequencing). An idempotent producer's ``producer_id`` is ``(id, epoch)``, the id a
+        63-bit int: its batches carry them in their frame headers and a batch stored already
+        is answered with its offsets, not stored again, here or on any later leader. Any other
+        ``producer_id`` is only ordered. ``acks="all"`` answers once every in-sync replica
+        holds the batches. ``sync`` forces an fsync first (group-committed with every append
+        waiting).
         """
         producer_id, seq, first_unacked, acks, timeout_ms, sync = request
         started = time.perf_counter()
@@ -314,18 +321,22 @@ class PartitionActor:
                 f"a produce request carries 1 to {MAX_BATCHES_PER_REQUEST} batches, got {len(payloads)}"
             )
         self._require_leader()
-        if acks == "all" and self._leading.tracker.in_sync_count() < self.min_insync_replicas:
-            raise NotEnoughReplicas(
-                f"{self.name}: {self._leading.tracker.in_sync_count()} replica(s) in sync, fewer than "
-                f"min.insync.replicas={self.min_insync_replicas}; nothing was written. Retry when the "
-                f"followers are back, or produce with acks=1"
-            )
-        appends = [functools.partial(self._append_now, p) for p in payloads]
+        idempotent = isinstance(producer_id, tuple)
+        pid, producer_epoch = producer_id if idempotent else (producer_id, None)
+        if idempotent and not (type(pid) is int and 0 <= pid < 1 << 63 and type(producer_epoch) is int):
+            raise ValueError(f"an idempotent producer is (63-bit int id, int epoch), got {producer_id!r}")
+
+        def append_one(payload, sequence: int | None = None):
+            if acks == "all":  # per batch: a retry of a batch stored already is answered even so
+                self._require_min_insync()
+            return self._append_now(payload, (pid, producer_epoch, sequence) if idempotent else NO_PRODUCER)
+
+        appends = [functools.partial(append_one, p) for p in payloads]
         if producer_id is None:
             results = [attempt(append) for append in appends]
         else:
             first = seq if first_unacked is None else first_unacked
-            results = await self._sequencer.run(producer_id, seq, first, appends, timeout_ms)
+            results = await self._sequencer.run(pid, producer_epoch, seq, first, appends, timeout_ms)
         appended = [r for r in results if not isinstance(r, Exception)]
         if appended:
             end = max(r[2] for r in appended)
@@ -345,7 +356,16 @@ class PartitionActor:
             return answers[0]
         return answers
 
-    def _append_now(self, payload) -> tuple[int, int, int]:
+    def _require_min_insync(self) -> None:
+        if self._isr_below_min():  # (not leading any more: _append_now says NotLeader)
+            raise NotEnoughReplicas(
+                f"{self.name}: {self._leading.tracker.in_sync_count()} replica(s) in sync, fewer than "
+                f"min.insync.replicas={self.min_insync_replicas}; nothing was written. Retry when the "
+                f"followers are back, or produce with acks=1"
+            )
+
+    def _append_now(self, payload, producer: tuple = NO_PRODUCER) -> tuple[int, int, int]:
+        """Append one batch; ``producer``: an idempotent producer's ``(id, epoch, sequence)``."""
         self._require_leader()  # may have changed while this append waited for its turn
         try:
             batch = decode_record_batch(payload)
@@ -376,6 +396,9 @@ class PartitionActor:
                 max_timestamp_ms=max_ts,
                 attributes=attributes,
                 leader_epoch=self.leader_epoch,
+                producer_id=producer[0],
+                producer_epoch=producer[1],
+                sequence=producer[2],
             )
         except storage.StorageFull as exc:
             raise StorageFull(f"{self.name}: {exc}") from None
@@ -385,8 +408,14 @@ class PartitionActor:
         return base, (max_ts if self.log_append_time else -1), base + count
 
     async def _wait_replicated(self, end: int, timeout_ms: int) -> None:
+        """Until every in-sync replica holds the offsets below ``end`` and they are at least
+        ``min.insync.replicas`` (Kafka's ``checkEnoughReplicasReachOffset``). When the ISR shrank
+        below that after the append -- also when the shrink is what moved the high watermark
+        past ``end``: the leader alone has the batch -- NotEnoughReplicasAfterAppend."""
         deadline = time.monotonic() + timeout_ms / 1000
-        while self.high_watermark < end:
+        while True:
+            if self.high_watermark >= end and not self._isr_below_min():
+                return
             if self.role != "leader":
                 raise NotLeader(f"{self.name}: lost leadership before the batch was replicated; retry")
             remaining = deadline - time.monotonic()
@@ -395,14 +424,15 @@ class PartitionActor:
             moved = self._hw_moved
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(moved.wait(), min(remaining, 0.5))
-            shrunk = (
-                self._leading is not None and self._leading.tracker.in_sync_count() < self.min_insync_replicas
-            )
-            if shrunk and self.high_watermark < end:
-                raise NotEnoughReplicas(
+            if self._isr_below_min():
+                raise NotEnoughReplicasAfterAppend(
                     f"{self.name}: the ISR shrank below min.insync.replicas={self.min_insync_replicas} "
-                    f"after the append; the batch may be in the log but is not acknowledged"
+                    f"after the append; the batch is in the leader's log but not acknowledged (an "
+                    f"idempotent producer's retry is answered, not stored again)"
                 )
+
+    def _isr_below_min(self) -> bool:
+        return self._leading is not None and self._leading.tracker.in_sync_count() < self.min_insync_replicas
 
     async def _sync_through(self, offset: int) -> None:
         try:
@@ -626,6 +656,7 @@ class PartitionActor:
             "high_watermark": self.high_watermark,
             "flushed_offset": self.log.flushed_offset,
             "isr": self._leading.isr() if self._leading is not None else None,
+            "producers": len(self.log.producer_state),
         }
 
     async def info(self) -> dict:
@@ -666,6 +697,9 @@ class PartitionActor:
                 deleted = self.log.apply_retention(max_offset=self.high_watermark)
                 if deleted:
                     logger.info("%s: retention deleted %d segment(s)", self.name, deleted)
+                expired = self.log.expire_producers()
+                if expired:
+                    logger.info("%s: forgot %d idle producer(s)", self.name, expired)
             except Exception:  # keep maintaining; the next round retries
                 logger.exception("%s: maintenance failed", self.name)
 

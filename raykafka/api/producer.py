@@ -17,11 +17,16 @@ not count (``buffer_memory`` and ``max_block_ms`` bound that).
 
 Every batch carries this producer's id and a per-partition sequence number so
 the partition actor appends them in send order (Ray may start an async actor's
-calls out of order) and answers a retry of an appended batch instead of
-appending it twice. A batch whose actor is restarting (or whose leader moved)
-is retried until ``request_timeout_ms`` after its first request; then its
-future fails with ``RequestTimedOut``. Errors reach the futures and the next ``flush``.
-Futures are completed, and their callbacks run, with no producer lock held.
+calls out of order). With ``enable_idempotence`` (the default, as in Kafka 3.0) the id
+is a random 63-bit integer with epoch 0 (KIP-98's producer id, chosen here instead of
+asked of the TopicManager: see ``_new_producer_id``), and the partition stores id, epoch
+and sequence number in each batch's frame header: a retry of a stored batch is answered
+with its offsets, on the same leader or on a new one after a failover or a restart, so
+every record is stored once. A batch whose actor is restarting (or whose leader moved,
+or whose ISR shrank after the append: ``NotEnoughReplicasAfterAppend``, idempotent
+producers only) is retried until ``request_timeout_ms`` after its first request; then
+its future fails with ``RequestTimedOut``. Errors reach the futures and the next
+``flush``. Futures are completed, and their callbacks run, with no producer lock held.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import secrets
 import threading
 import time
 import uuid
@@ -49,6 +55,7 @@ from raykafka.api.validation import check_int
 from raykafka.errors import (
     LogDirFailed,
     MessageTooLarge,
+    NotEnoughReplicasAfterAppend,
     NotLeader,
     ProducerClosed,
     RequestTimedOut,
@@ -66,6 +73,9 @@ logger = logging.getLogger(__name__)
 #: restarting, its disk is full (appends resume once space is freed), or its disk failed (the
 #: partition fails over to another in-sync replica).
 RETRIABLE = (*ACTOR_GONE, NotLeader, StorageFull, LogDirFailed)
+#: An idempotent producer also retries a batch the leader stored but could not get onto
+#: min.insync.replicas replicas: the retry is answered with the stored batch's offsets.
+RETRIABLE_IDEMPOTENT = (*RETRIABLE, NotEnoughReplicasAfterAppend)
 
 #: Kafka's default for max.in.flight.requests.per.connection.
 DEFAULT_MAX_IN_FLIGHT_PER_PARTITION = 5
@@ -241,6 +251,18 @@ class _Batch:
         self.last_error: BaseException | None = None  # what the last retried attempt answered
 
 
+def _new_producer_id() -> int:
+    """A random 63-bit producer id (Kafka's are 64-bit, handed out by InitProducerId).
+
+    Drawn here, not asked of the TopicManager: a producer needs no call, no manager and no
+    persisted counter to start. Two producers share an id with probability about
+    n^2 / 2^64 for n producer ids a partition remembers at once (``producer.id.expiration.ms``
+    keeps them a day): 2.7e-8 for a million. A shared id could make one producer's batch look
+    like a retry of the other's (answered, not stored) -- only if its epoch and sequence number
+    matched too."""
+    return secrets.randbits(63)
+
+
 def _routes(meta: dict) -> list[tuple]:
     """``(leader handle, leader actor name)`` per partition (names None from an older manager)."""
     leaders = meta["leaders"]
@@ -298,7 +320,8 @@ class Producer:
     Defaults follow the Kafka clients: ``acks=1`` (leader appended), ``linger_ms=5``,
     ``batch_size`` bytes per partition batch, ``partitioner="hash"`` (CRC32 of the key
     modulo partitions, as librdkafka's ``consistent_random``; unkeyed records stick
-    to one partition per batch).
+    to one partition per batch), ``enable_idempotence=True`` (Kafka 3.0's default: each
+    record is stored once, whatever is retried; see the module docstring).
 
     Example::
 
@@ -315,7 +338,7 @@ class Producer:
         batch_size: int = 1 << 20,
         compression: str | None = None,
         partitioner: str = "hash",
-        enable_idempotence: bool = False,
+        enable_idempotence: bool = True,
         request_timeout_ms: int = 30000,
         *,
         max_in_flight_requests_per_partition: int = DEFAULT_MAX_IN_FLIGHT_PER_PARTITION,
@@ -342,11 +365,20 @@ class Producer:
             raise ValueError(f"compression={compression!r} is not supported yet; use None")
         if partitioner not in ("hash", "round_robin"):
             raise ValueError(f"partitioner must be 'hash' or 'round_robin', got {partitioner!r}")
+        if not isinstance(enable_idempotence, bool):
+            raise TypeError(f"enable_idempotence must be a bool, got {type(enable_idempotence).__name__}")
+        if enable_idempotence and max_in_flight_requests_per_partition > RECENT_APPENDS_PER_PRODUCER:
+            raise ValueError(
+                f"with enable_idempotence, max_in_flight_requests_per_partition must be <= "
+                f"{RECENT_APPENDS_PER_PRODUCER} (the batches a partition remembers per producer), "
+                f"got {max_in_flight_requests_per_partition}"
+            )
         self.acks = "all" if acks == -1 else acks
         self.linger_ms = linger_ms
         self.batch_size = batch_size
         self.partitioner = partitioner
         self.enable_idempotence = enable_idempotence  # batches are always sequenced; see module doc
+        self._retriable = RETRIABLE_IDEMPOTENT if enable_idempotence else RETRIABLE
         self.request_timeout_ms = request_timeout_ms
         self.max_in_flight = max_in_flight_requests_per_partition
         self.buffer_memory = buffer_memory
@@ -359,7 +391,8 @@ class Producer:
 
         self._settings: Settings = settings or current_settings()  # settings: a connection of its own
         self._manager = topic_manager(self._settings)
-        self._producer_id = uuid.uuid4().hex
+        # An idempotent producer is (id, epoch) for the partitions; any other id is only ordered.
+        self._producer_id = (_new_producer_id(), 0) if enable_idempotence else uuid.uuid4().hex
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._space = threading.Condition(self._lock)
@@ -848,7 +881,7 @@ class Producer:
         the drain and ``_ship_all``, or in Ray's submission. ``requests`` is what the drain had
         taken so far. A request not registered in flight frees its slot, and its batches that
         left the queue go back with their sequence numbers (a copy the partition did get is
-        answered from its sequencer's cache, not stored twice); a registered one only needs its
+        answered from its producer state, not stored twice); a registered one only needs its
         answer watched. The state changes of the drain and of closing a batch are ordered so
         that an interrupt between two calls leaves them consistent."""
         sent = []
@@ -1010,7 +1043,7 @@ class Producer:
                 if batch.settled:
                     continue  # expired meanwhile: its futures already failed
                 error = outcome if isinstance(outcome, BaseException) else None
-                if isinstance(error, RETRIABLE) and batch.first_sent_at is not None:  # (None: never sent)
+                if isinstance(error, self._retriable) and batch.first_sent_at is not None:  # None: not sent
                     batch.last_error = error
                     if time.monotonic() - batch.first_sent_at < self.request_timeout_ms / 1000:
                         retried.append((batch, error))
