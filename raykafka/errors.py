@@ -129,7 +129,20 @@ class FencedLeaderEpoch(RayKafkaError):
 
 
 class CorruptRecord(RayKafkaError):
-    """Stored data failed its CRC; it was not returned. Operators: see docs/FORMAT.md."""
+    """Stored data failed its CRC, or a stored batch is not a valid record batch; it was not
+    returned. Operators: see docs/FORMAT.md."""
+
+
+class InvalidRecord(RayKafkaError, ValueError):
+    """A partition refused a batch whose payload is not a valid record batch (malformed Arrow,
+    offsets out of order or range, a compressed body, no records); nothing of it was written.
+    Not retriable: the same bytes are refused again (Kafka's INVALID_RECORD)."""
+
+
+class FetchThrottled(RayKafkaError):
+    """A partition replica already holds as many waiting long polls as it allows; this fetch
+    was answered at once, with no records. Retriable: the consumer retries that partition
+    shortly by itself (Kafka's fetch throttle)."""
 
 
 class RayNotConnected(RayKafkaError, ConnectionError):
@@ -154,8 +167,10 @@ __all__ = [
     "ConsumerClosed",
     "CorruptRecord",
     "FencedLeader",
+    "FetchThrottled",
     "GroupNotEmpty",
     "InvalidConfig",
+    "InvalidRecord",
     "InvalidTopicName",
     "LogDirFailed",
     "MessageTooLarge",

@@ -91,7 +91,7 @@ TOPIC_CONFIG_KEYS: dict[str, _Key] = {
     "retention.bytes": _Key("-1", _long(-1), "delete oldest sealed segments beyond this size; -1: no limit"),
     "segment.bytes": _Key(str(1 << 30), _long(14, _INT_MAX), "roll the active segment at this size"),
     "segment.ms": _Key(str(_WEEK_MS), _long(1), "roll the active segment at this age"),
-    "max.message.bytes": _Key("1048588", _long(0, _INT_MAX), "largest key + value of one record"),
+    "max.message.bytes": _Key("1048588", _long(0, _INT_MAX), "largest record batch (Arrow payload bytes)"),
     "cleanup.policy": _Key("delete", _cleanup_policy, "only 'delete' (compaction is not built yet)"),
     "flush.messages": _Key(str(_LONG_MAX), _long(1), "fsync after this many unflushed messages"),
     "flush.ms": _Key(str(_LONG_MAX), _long(0), "fsync when unflushed data is this old"),

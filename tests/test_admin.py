@@ -11,6 +11,7 @@ import pytest
 
 from raykafka import Admin, Consumer, Message, MessageSet, Producer, TopicPartition
 from raykafka.actors.naming import TOPIC_MANAGER_NAME
+from raykafka.api.producer import FRAMING_BYTES
 from raykafka.errors import MessageTooLarge, OffsetOutOfRange, UnknownTopic
 from raykafka.storage.layout import namespace_root
 from raykafka.topic_config import TOPIC_CONFIG_KEYS
@@ -125,8 +126,9 @@ def test_alter_topic_config_visible_and_enforced(rk, topic_name):
     admin = Admin()
     topic = topic_name()
     admin.create_topic(topic, config={"retention.ms": "60000"})
-    desc = admin.alter_topic_config(topic, {"max.message.bytes": "100", "retention.bytes": "1000000"})
-    assert desc.config["max.message.bytes"] == "100"
+    fits_100 = str(100 + FRAMING_BYTES)  # a batch of one record of 100 bytes
+    desc = admin.alter_topic_config(topic, {"max.message.bytes": fits_100, "retention.bytes": "1000000"})
+    assert desc.config["max.message.bytes"] == fits_100
     assert desc.config["retention.bytes"] == "1000000"
     assert desc.config["retention.ms"] == "60000"  # untouched keys keep their values
     assert admin.describe_topic(topic).config == desc.config
@@ -140,7 +142,7 @@ def test_alter_topic_config_visible_and_enforced(rk, topic_name):
     assert admin.list_offsets(topic, 0, "latest") == 1
 
     # raising the limit again lets bigger records through
-    admin.alter_topic_config(topic, {"max.message.bytes": "1000"})
+    admin.alter_topic_config(topic, {"max.message.bytes": str(1000 + FRAMING_BYTES)})
     with Producer() as producer:
         assert produce(producer, topic, [b"z" * 1000]) == [1]
     assert read_partition(topic, 0, 2).column("value").to_pylist() == [b"x" * 100, b"z" * 1000]
@@ -150,10 +152,10 @@ def test_alter_config_seen_by_a_live_producer(rk, topic_name):
     """A producer that cached the topic's config before an alter follows the new limit."""
     admin = Admin()
     topic = topic_name()
-    admin.create_topic(topic, config={"max.message.bytes": "100"})
+    admin.create_topic(topic, config={"max.message.bytes": str(100 + FRAMING_BYTES)})
     producer = Producer()
     assert produce(producer, topic, [b"a" * 100]) == [0]
-    admin.alter_topic_config(topic, {"max.message.bytes": "1000"})
+    admin.alter_topic_config(topic, {"max.message.bytes": str(1000 + FRAMING_BYTES)})
     assert produce(producer, topic, [b"b" * 500]) == [1]
     assert producer.send_batch(topic, pa.table({"value": [b"c" * 900]})).result(TIMEOUT_S)[0].offset == 2
     admin.alter_topic_config(topic, {"max.message.bytes": "10"})

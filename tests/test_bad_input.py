@@ -15,6 +15,7 @@ import pytest
 
 import raykafka
 from raykafka import Admin, Consumer, Message, MessageSet, Producer, TopicPartition
+from raykafka.api.producer import FRAMING_BYTES
 from raykafka.errors import (
     InvalidConfig,
     InvalidTopicName,
@@ -46,9 +47,10 @@ def rk(shared):
 
 
 def make_topic() -> str:
-    """A new one-partition topic with max.message.bytes=100, holding two records."""
+    """A new one-partition topic holding two records, whose max.message.bytes fits a record of
+    100 key + value bytes in a batch of its own (and no more)."""
     name = f"t-{uuid.uuid4().hex[:8]}"
-    Admin().create_topic(name, config={"max.message.bytes": "100"})
+    Admin().create_topic(name, config={"max.message.bytes": str(100 + FRAMING_BYTES)})
     with Producer() as producer:
         producer.send(name, MessageSet([Message(b"r0"), Message(b"r1")])).result(TIMEOUT_S)
     return name
@@ -340,12 +342,14 @@ def test_bad_message_sets_headers_and_tables(rk, topic):
 
 
 def test_message_too_large_writes_nothing(rk, topic):
-    end = latest(topic)  # the topic's max.message.bytes is 100 (key + value)
+    end = latest(topic)  # the topic's max.message.bytes fits 100 bytes of key + value alone
     producer = Producer()
     with pytest.raises(MessageTooLarge):
         producer.send(topic, b"x" * 101)
     with pytest.raises(MessageTooLarge):
         producer.send(topic, b"x" * 60, key=b"k" * 41)
+    with pytest.raises(MessageTooLarge):  # headers count too
+        producer.send(topic, b"x" * 60, headers={"h": b"y" * 40})
     with pytest.raises(MessageTooLarge):  # one big message spoils the whole set, the others are not sent
         producer.send(topic, MessageSet([Message(b"small"), Message(b"y" * 101), Message(b"small")]))
     with pytest.raises(MessageTooLarge):

@@ -22,6 +22,7 @@ from raykafka.api.record_builder import (
     PyRecordBuilder,
     PyRecordFutureBase,
 )
+from raykafka.storage.records import header_bytes
 
 
 def _twins():
@@ -76,16 +77,20 @@ def test_refusals_append_nothing(twin):
     assert builder.append_value(b"b" * 61) is None  # over max_record_bytes
     assert builder.append_value(bytearray(b"c")) is None  # not bytes: the general path checks it
     assert builder.append_value("text") is None
-    assert builder.append_value(b"d" * 60)._index == 1  # 26 + 76 = 102 bytes from now on
-    assert builder.append_value(b"e") is None  # already batch_size bytes
+    assert builder.append_value(b"d" * 50) is None  # 31 + 71 would pass batch_size
+    assert builder.append_value(b"d" * 48)._index == 1  # 31 + 69 = 100: exactly batch_size
+    assert builder.append_value(b"e") is None  # no record fits any more
     assert builder.count == 2
-    assert builder.nbytes == 102
+    assert builder.nbytes == 100
     with pytest.raises(RuntimeError, match="sealed"):
         to_record_batch(builder)  # an open builder may still move its buffers
     builder.seal()
     assert builder.sealed
-    assert to_record_batch(builder).column("value").to_pylist() == [b"a" * 10, b"d" * 60]
+    assert to_record_batch(builder).column("value").to_pylist() == [b"a" * 10, b"d" * 48]
     assert builder_type(None).append_value(b"") is not None  # an empty value is a record
+    alone = builder_type(None, 10, 60)
+    assert alone.append_value(b"f" * 60) is not None  # a first record always fits: it goes alone
+    assert alone.append_value(b"g") is None
     sealed = builder_type(None)
     sealed.seal()
     assert sealed.append_value(b"x") is None and sealed.count == 0
@@ -120,7 +125,8 @@ def test_an_append_that_fails_part_way_adds_nothing(twin, had_keys):
     with pytest.raises(TypeError):
         builder.append(b"lost", 5, 8, {"h": b"y"})
     assert builder.count == 2
-    assert builder.nbytes == 2 * (2 + RECORD_OVERHEAD_BYTES) + (2 if had_keys else 0)
+    headers = header_bytes({"h": b"x"})
+    assert builder.nbytes == 2 * (2 + RECORD_OVERHEAD_BYTES) + (2 if had_keys else 0) + headers
     assert builder.append(b"v2", b"k2", 9, None) == 2
     assert builder.append_value(b"v3")._index == 3
     builder.seal()

@@ -7,10 +7,12 @@ says (``become_leader`` / ``become_follower``, with a leader epoch); after a
 
 Leader: offsets are assigned here, in each producer's send order
 (``raykafka.actors.sequencing``); appends are validated at the boundary
-(schema, ``max.message.bytes``) before a byte is written; followers are fed by
+(``max.message.bytes`` on the whole payload, then every byte of it:
+``storage.records.decode_record_batch``) before a byte is written; followers are fed by
 ``raykafka.actors.replication``. Consumers see only records below the high
 watermark (held by every in-sync replica); a fetch there waits on an event
-until it moves or ``max_wait_ms`` passes (long poll). ``acks="all"`` waits for
+until it moves or ``max_wait_ms`` passes (long poll), at most
+``MAX_WAITING_FETCHES`` at once (``FetchThrottled`` beyond). ``acks="all"`` waits for
 the high watermark; ``NotEnoughReplicas`` when fewer than
 ``min.insync.replicas`` are in sync.
 
@@ -47,6 +49,8 @@ from raykafka.errors import (
     CorruptRecord,
     FencedLeader,
     FencedLeaderEpoch,
+    FetchThrottled,
+    InvalidRecord,
     LogDirFailed,
     LogTruncated,
     MessageTooLarge,
@@ -74,7 +78,6 @@ from raykafka.storage.leader_epochs import LeaderEpochCache
 from raykafka.storage.records import (
     InvalidRecordBatch,
     decode_record_batch,
-    largest_record_bytes,
     max_timestamp_ms,
 )
 from raykafka.topic_config import config_value, to_log_config
@@ -83,8 +86,9 @@ logger = logging.getLogger(__name__)
 
 #: How often retention and flush.ms are checked.
 DEFAULT_MAINTENANCE_INTERVAL_MS = 1_000
-#: ``append``'s request without a producer: (producer_id, seq, first_unacked, acks, timeout_ms, sync).
-DEFAULT_APPEND_REQUEST = (None, 0, None, 1, 30_000, False)
+#: ``append``'s request without a producer: (producer_id, seq, first_unacked, acks, timeout_ms, sync,
+#: leader_epoch); a request of the first six (no leader epoch) is not fenced.
+DEFAULT_APPEND_REQUEST = (None, 0, None, 1, 30_000, False, None)
 #: ``(producer_id, producer_epoch, sequence)`` of a batch of a producer without idempotence.
 NO_PRODUCER = (storage.NO_PRODUCER,) * 3
 #: Kafka's replica.lag.time.max.ms is 30 s; a short one lets acks="all" go on soon after a follower dies.
@@ -96,6 +100,13 @@ REGISTER_RETRY_MS = 200
 #: How long a new replica waits for its directory's lock before giving up (a previous owner's
 #: process may still be exiting, e.g. on a node Ray is removing).
 DIRECTORY_LOCK_WAIT_S = 2.0
+#: Calls one partition actor runs at once (Ray's default for an async actor, stated: the
+#: TopicManager creates partition actors with it); Ray queues the calls beyond it.
+MAX_CONCURRENCY = 1000
+#: Long-polling fetches that may wait at once. A fetch beyond them is answered FetchThrottled
+#: at once, so consumers can never hold every slot: appends, replication and admin calls always
+#: find one of MAX_CONCURRENCY's.
+MAX_WAITING_FETCHES = MAX_CONCURRENCY // 2
 
 
 class PartitionActor:
@@ -113,6 +124,7 @@ class PartitionActor:
         replica_lag_time_max_ms: int = DEFAULT_REPLICA_LAG_TIME_MAX_MS,
         replicate_timeout_ms: int = DEFAULT_REPLICATE_TIMEOUT_MS,
         cluster_id: str | None = None,
+        max_waiting_fetches: int = MAX_WAITING_FETCHES,
     ):
         route_actor_logs("partition")  # internal events: this process's log file, not drivers
         self.topic = topic
@@ -145,6 +157,8 @@ class PartitionActor:
         self._apply_config(config)
         self.replica_lag_time_max_ms = replica_lag_time_max_ms
         self.replicate_timeout_ms = replicate_timeout_ms
+        self.max_waiting_fetches = max_waiting_fetches
+        self._waiting_fetches = 0  # long polls waiting now (fetch)
         self.role = "unknown"
         self.leader_epoch = self.epochs.latest_epoch
         self.high_watermark = self.log.log_start_offset
@@ -299,8 +313,8 @@ class PartitionActor:
         batch costs ~1 ms of CPU on each side here, so a producer with a backlog groups its
         batches (docs/PERFORMANCE.md).
 
-        ``request`` is ``(producer_id, seq, first_unacked, acks, timeout_ms, sync)`` in one
-        argument: Ray serializes each argument on its own, and seven small arguments made a
+        ``request`` is ``(producer_id, seq, first_unacked, acks, timeout_ms, sync, leader_epoch)``
+        in one argument: Ray serializes each argument on its own, and seven small arguments made a
         one-record append reach the actor ~1.5 ms later than two (docs/PERFORMANCE.md).
 
         With a ``producer_id``, batches are appended in ``seq`` order per producer (a list
@@ -310,9 +324,10 @@ class PartitionActor:
         is answered with its offsets, not stored again, here or on any later leader. Any other
         ``producer_id`` is only ordered. ``acks="all"`` answers once every in-sync replica
         holds the batches. ``sync`` forces an fsync first (group-committed with every append
-        waiting).
+        waiting). ``leader_epoch``: the epoch in the producer's metadata; a deposed leader (the
+        producer knows a newer epoch) acknowledges nothing (see ``_check_client_epoch``).
         """
-        producer_id, seq, first_unacked, acks, timeout_ms, sync = request
+        producer_id, seq, first_unacked, acks, timeout_ms, sync, leader_epoch = (*request, None)[:7]
         started = time.perf_counter()
         single = not isinstance(payload, list)
         payloads = [payload] if single else payload
@@ -321,6 +336,7 @@ class PartitionActor:
                 f"a produce request carries 1 to {MAX_BATCHES_PER_REQUEST} batches, got {len(payloads)}"
             )
         self._require_leader()
+        self._check_client_epoch(leader_epoch)
         idempotent = isinstance(producer_id, tuple)
         pid, producer_epoch = producer_id if idempotent else (producer_id, None)
         if idempotent and not (type(pid) is int and 0 <= pid < 1 << 63 and type(producer_epoch) is int):
@@ -367,21 +383,22 @@ class PartitionActor:
     def _append_now(self, payload, producer: tuple = NO_PRODUCER) -> tuple[int, int, int]:
         """Append one batch; ``producer``: an idempotent producer's ``(id, epoch, sequence)``."""
         self._require_leader()  # may have changed while this append waited for its turn
+        # Bounds before anything else: max.message.bytes caps the whole payload (headers, Arrow's
+        # framing; Kafka's record batch limit), then every byte is validated (decode_record_batch).
+        if len(payload) > self.max_message_bytes:
+            raise MessageTooLarge(
+                f"a batch of {len(payload)} bytes exceeds max.message.bytes={self.max_message_bytes} of "
+                f"topic {self.topic!r}; nothing of this batch was written. Send smaller batches or raise "
+                f"the limit with alter_topic_config"
+            )
         try:
             batch = decode_record_batch(payload)
             max_ts = max_timestamp_ms(batch) if batch.num_rows else -1
         except InvalidRecordBatch as exc:
-            raise ValueError(f"{self.name}: rejected append: {exc}") from None
+            raise InvalidRecord(f"{self.name}: rejected append, nothing of it was written: {exc}") from None
         count = batch.num_rows
         if count == 0:
-            raise ValueError("an append needs at least one record")
-        largest = largest_record_bytes(batch)
-        if largest > self.max_message_bytes:
-            raise MessageTooLarge(
-                f"a record of {largest} bytes exceeds max.message.bytes={self.max_message_bytes} of topic "
-                f"{self.topic!r}; nothing of this batch was written. Send smaller records or raise the "
-                f"limit with alter_topic_config"
-            )
+            raise InvalidRecord("an append needs at least one record")
         if self.log_append_time:
             first_ts = max_ts = now_ms()
             attributes = ATTR_LOG_APPEND_TIME
@@ -518,8 +535,8 @@ class PartitionActor:
     async def fetch(self, offset: int, max_bytes: int, max_wait_ms: int, epochs: tuple | None = None):
         """Whole frames below the high watermark from the batch holding ``offset`` on:
         ``(frames, log_start, high_watermark)``. At the high watermark, waits up to
-        ``max_wait_ms`` for it to move (long poll). OffsetOutOfRange outside
-        ``[log_start, log_end]``.
+        ``max_wait_ms`` for it to move (long poll), unless ``max_waiting_fetches`` wait
+        already: FetchThrottled then, at once. OffsetOutOfRange outside ``[log_start, log_end]``.
 
         ``epochs``: ``(leader_epoch, last_fetched_epoch)`` as the client knows them (either may
         be None): the leader epoch in its metadata (fencing, see ``_check_client_epoch``) and
@@ -532,9 +549,17 @@ class PartitionActor:
             self._check_truncation(offset, epochs[1])
         self._check_offset(offset)
         if offset >= self.high_watermark and max_wait_ms > 0:
-            moved = self._hw_moved
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(moved.wait(), max_wait_ms / 1000)
+            if self._waiting_fetches >= self.max_waiting_fetches:
+                raise FetchThrottled(
+                    f"{self.name}: {self._waiting_fetches} long polls are waiting already; retry shortly"
+                )
+            self._waiting_fetches += 1
+            try:
+                moved = self._hw_moved
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(moved.wait(), max_wait_ms / 1000)
+            finally:
+                self._waiting_fetches -= 1
             self._require_leader()
         if offset >= self.high_watermark:
             return [], self.log.log_start_offset, self.high_watermark
@@ -647,7 +672,7 @@ class PartitionActor:
         return self.role, self.leader_epoch
 
     async def state(self) -> dict:
-        """Role, epoch, offsets and (leader) ISR, for operators and tests."""
+        """Role, epoch, offsets, (leader) ISR and long polls waiting, for operators and tests."""
         return {
             "role": self.role,
             "epoch": self.leader_epoch,
@@ -657,6 +682,7 @@ class PartitionActor:
             "flushed_offset": self.log.flushed_offset,
             "isr": self._leading.isr() if self._leading is not None else None,
             "producers": len(self.log.producer_state),
+            "waiting_fetches": self._waiting_fetches,
         }
 
     async def info(self) -> dict:

@@ -50,7 +50,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raykafka.actors.actor_logs import RecentEvents, route_actor_logs
 from raykafka.actors.naming import DEFAULT_NAMESPACE, group_actor_name, partition_actor_name
-from raykafka.actors.partition import PartitionActor
+from raykafka.actors.partition import MAX_CONCURRENCY, PartitionActor
 from raykafka.errors import (
     FencedLeader,
     InvalidConfig,
@@ -105,8 +105,11 @@ REASSIGN_TIMEOUT_S = 300
 #: Upper bound on what one request may ask for (a named limit, not an accident).
 MAX_PARTITIONS_PER_TOPIC = 10_000
 
-#: The partition actor's liveness check runs in its own concurrency group (see PartitionActor.health).
-_PartitionActor = ray.remote(concurrency_groups={"control": 4})(PartitionActor)
+#: The partition actor's liveness check runs in its own concurrency group (see PartitionActor.health);
+#: its other calls share MAX_CONCURRENCY slots, of which long polls take at most half.
+_PartitionActor = ray.remote(max_concurrency=MAX_CONCURRENCY, concurrency_groups={"control": 4})(
+    PartitionActor
+)
 
 
 def storage_id(node: dict) -> str:

@@ -112,7 +112,11 @@ cdef class RecordBuilder:
         self._acquire()
         try:
             used = PyByteArray_GET_SIZE(self.values)
-            if self.sealed or self.nbytes >= self.batch_size or used + size > OFFSET_LIMIT:
+            if (
+                self.sealed
+                or (self.count and self.nbytes + size + OVERHEAD > self.batch_size)
+                or used + size > OFFSET_LIMIT
+            ):
                 return None
             if self.keys is not None:
                 index = append_fields(self, value, None, stamp, None)

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from raykafka.clock import now_ms
 from raykafka.storage.arrays import full_int64, int64_values
-from raykafka.storage.records import HEADERS_TYPE, RECORD_SCHEMA
+from raykafka.storage.records import HEADERS_TYPE, RECORD_SCHEMA, null_headers
 
 
 def to_record_batch(builder) -> pa.RecordBatch:
@@ -37,7 +37,7 @@ def to_record_batch(builder) -> pa.RecordBatch:
         )
     stamps = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(builder.timestamps)])
     if builder.headers is None:
-        headers = pa.nulls(n, HEADERS_TYPE)
+        headers = null_headers(n)
     else:
         headers = pa.array(
             [list(builder.headers[i].items()) if i in builder.headers else None for i in range(n)],
@@ -111,7 +111,7 @@ def _timestamp_column(table: pa.Table, n: int) -> pa.ChunkedArray:
 
 def _headers_column(table: pa.Table, n: int) -> pa.ChunkedArray:
     if "headers" not in table.column_names:
-        return pa.chunked_array([pa.nulls(n, HEADERS_TYPE)])
+        return pa.chunked_array([null_headers(n)])
     column = table.column("headers")
     try:
         return column.cast(HEADERS_TYPE)

@@ -35,6 +35,7 @@ from raykafka.api.validation import check_int, check_timeout
 from raykafka.errors import (
     ConsumerClosed,
     FencedLeaderEpoch,
+    FetchThrottled,
     LogDirFailed,
     LogTruncated,
     NotLeader,
@@ -49,7 +50,7 @@ from raykafka.types import TopicPartition
 
 logger = logging.getLogger(__name__)
 
-#: Pause before re-fetching from a partition actor that was unreachable.
+#: Pause before re-fetching from a partition actor that was unreachable or throttled the fetch.
 FETCH_RETRY_BACKOFF_S = 0.1
 #: A fetch unanswered this long past fetch_max_wait_ms is abandoned (its leader's node is likely gone).
 FETCH_STUCK_GRACE_MS = 3_000
@@ -373,6 +374,9 @@ class Consumer:
                     continue
                 if isinstance(cause, FencedLeaderEpoch):  # our metadata is older than the leader
                     self._lost_leader(fetcher, backoff=False)
+                    continue
+                if isinstance(cause, FetchThrottled):  # the partition holds all the long polls it takes
+                    time.sleep(FETCH_RETRY_BACKOFF_S)
                     continue
                 if isinstance(cause, NotLeader | LogDirFailed):  # a new leader is (being) elected
                     self._lost_leader(fetcher)

@@ -2,8 +2,10 @@
 
 A response is a list of buffers holding whole batch frames. Each frame's CRC is
 checked again here (end to end: what left the disk is what arrives), its
-payload is decoded zero-copy, and the columns a consumer sees -- topic,
-partition, offset -- are added without a Python object per record.
+payload is decoded zero-copy and validated in full (a stored batch that is not a valid
+record batch -- one stored before appends were validated -- raises CorruptRecord, never
+crashes the consumer), and the columns a consumer sees -- topic, partition, offset -- are
+added without a Python object per record.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pyarrow as pa
 from raykafka.errors import CorruptRecord
 from raykafka.storage.arrays import full_int64, int_array
 from raykafka.storage.framing import CorruptBatch, iter_frames
-from raykafka.storage.records import CONSUMER_SCHEMA, decode_record_batch
+from raykafka.storage.records import CONSUMER_SCHEMA, InvalidRecordBatch, decode_record_batch
 
 
 def constant_string_array(text: str, n: int) -> pa.StringArray:
@@ -32,7 +34,13 @@ def decode_fetch(topic: str, partition: int, frames: list, from_offset: int) -> 
             for header, payload in iter_frames(buf, verify=True):
                 if header.next_offset <= from_offset:
                     continue
-                batch = decode_record_batch(payload)
+                try:
+                    batch = decode_record_batch(payload)  # fully validated: a poison batch is an error
+                except InvalidRecordBatch as exc:
+                    raise CorruptRecord(
+                        f"{topic}-{partition}: the stored batch at offset {header.base_offset} is not a "
+                        f"valid record batch ({exc}); seek past offset {header.next_offset - 1}"
+                    ) from None
                 n = header.record_count
                 if batch.num_rows != n:
                     raise CorruptRecord(

@@ -43,6 +43,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 
 from raykafka.actors.sequencing import MAX_BATCHES_PER_REQUEST, RECENT_APPENDS_PER_PRODUCER
@@ -53,6 +54,7 @@ from raykafka.api.record_builder import MAX_OFFSET, RecordBuilder, RecordFutureB
 from raykafka.api.rpc import ACTOR_GONE, LEADER_ATTEMPT_S, call, require_ray, unwrap
 from raykafka.api.validation import check_int
 from raykafka.errors import (
+    FencedLeaderEpoch,
     LogDirFailed,
     MessageTooLarge,
     NotEnoughReplicasAfterAppend,
@@ -63,7 +65,13 @@ from raykafka.errors import (
     TopicAlreadyExists,
     UnknownTopic,
 )
-from raykafka.storage.records import encode_record_batch, largest_record_bytes
+from raykafka.storage.records import (
+    BATCH_OVERHEAD_BYTES,
+    RECORD_OVERHEAD_BYTES,
+    encode_record_batch,
+    header_bytes,
+    record_sizes,
+)
 from raykafka.topic_config import validate_topic_name
 from raykafka.types import RecordMetadata
 
@@ -72,10 +80,15 @@ logger = logging.getLogger(__name__)
 #: Answers a batch is sent again for (until request_timeout_ms): the leader moved or is
 #: restarting, its disk is full (appends resume once space is freed), or its disk failed (the
 #: partition fails over to another in-sync replica).
-RETRIABLE = (*ACTOR_GONE, NotLeader, StorageFull, LogDirFailed)
+RETRIABLE = (*ACTOR_GONE, NotLeader, FencedLeaderEpoch, StorageFull, LogDirFailed)
 #: An idempotent producer also retries a batch the leader stored but could not get onto
 #: min.insync.replicas replicas: the retry is answered with the stored batch's offsets.
 RETRIABLE_IDEMPOTENT = (*RETRIABLE, NotEnoughReplicasAfterAppend)
+
+#: What a batch of one record adds to the record's key, value and header bytes: Arrow's
+#: framing of the batch and of the record. A record fits a topic when its bytes plus these are
+#: within max.message.bytes, which caps a whole batch's payload (storage.records).
+FRAMING_BYTES = BATCH_OVERHEAD_BYTES + RECORD_OVERHEAD_BYTES
 
 #: Kafka's default for max.in.flight.requests.per.connection.
 DEFAULT_MAX_IN_FLIGHT_PER_PARTITION = 5
@@ -263,10 +276,55 @@ def _new_producer_id() -> int:
     return secrets.randbits(63)
 
 
+def _record_bytes(value: bytes, key: bytes | None, headers: dict | None = None) -> int:
+    """A record's key, value and header bytes (header_bytes counts each header's overhead too)."""
+    return len(value) + (len(key) if key is not None else 0) + header_bytes(headers)
+
+
+def _encode_within(rows: pa.RecordBatch, sizes, limit: int) -> list[tuple[pa.RecordBatch, pa.Buffer]]:
+    """``rows`` as consecutive batches whose payloads are at most ``limit`` bytes
+    (max.message.bytes), each with its payload: cut where ``sizes`` (their record_sizes) says,
+    then checked on the encoded bytes. One cut and one encode when everything fits."""
+    if BATCH_OVERHEAD_BYTES + int(sizes.sum()) <= limit:
+        return _encoded(rows, limit)
+    ends = np.cumsum(sizes)
+    out: list[tuple[pa.RecordBatch, pa.Buffer]] = []
+    start = 0
+    while start < rows.num_rows:
+        room = limit - BATCH_OVERHEAD_BYTES + (int(ends[start - 1]) if start else 0)
+        stop = max(start + 1, int(np.searchsorted(ends, room, side="right")))
+        out += _encoded(rows.slice(start, stop - start), limit)
+        start = stop
+    return out
+
+
+def _encoded(rows: pa.RecordBatch, limit: int) -> list[tuple[pa.RecordBatch, pa.Buffer]]:
+    """``rows`` encoded, within ``limit`` bytes. A slice may encode larger than its records
+    (pyarrow pads sliced buffers to 64 bytes and may write a sliced map's child offsets whole):
+    then it is copied compact, which record_sizes bounds, and split in two should even that
+    not fit."""
+    payload = encode_record_batch(rows)
+    if len(payload) <= limit:
+        return [(rows, payload)]
+    # concat_arrays with an empty array copies into exact buffers (combine_chunks returns one chunk as is)
+    compact = pa.RecordBatch.from_arrays(
+        [pa.concat_arrays([column, column.slice(0, 0)]) for column in rows.columns], schema=rows.schema
+    )
+    payload = encode_record_batch(compact)
+    if len(payload) <= limit:
+        return [(compact, payload)]
+    if rows.num_rows == 1:
+        raise MessageTooLarge(f"a record's batch of {len(payload)} bytes exceeds max.message.bytes={limit}")
+    half = rows.num_rows // 2
+    return _encoded(rows.slice(0, half), limit) + _encoded(rows.slice(half), limit)
+
+
 def _routes(meta: dict) -> list[tuple]:
-    """``(leader handle, leader actor name)`` per partition (names None from an older manager)."""
+    """``(leader handle, leader actor name, leader epoch)`` per partition (names None from an
+    older manager)."""
     leaders = meta["leaders"]
-    return list(zip(leaders, meta.get("leader_names") or [None] * len(leaders), strict=True))
+    names = meta.get("leader_names") or [None] * len(leaders)
+    return list(zip(leaders, names, meta["epochs"], strict=True))
 
 
 def _well_formed(outcomes, n: int) -> bool:
@@ -459,8 +517,8 @@ class Producer:
             and not state.stale
             and not self._closed
         ):
-            if len(value) + (len(key) if key is not None else 0) > state.max_message_bytes:
-                state = self._refresh_if_too_large(state, len(value) + (len(key) if key is not None else 0))
+            if len(value) + (len(key) if key is not None else 0) + FRAMING_BYTES > state.max_message_bytes:
+                state = self._refresh_if_too_large(state, _record_bytes(value, key) + FRAMING_BYTES)
                 self._check_size(state, value, key)
             stamp = time.time_ns() // 1_000_000
             direct: list[_Request] = []  # filled by the drain: what to hand back if interrupted
@@ -484,9 +542,10 @@ class Producer:
                 raise ValueError("send: the MessageSet is empty")
             state = self._topic(topic)
             self._check_partition(state, partition)
-            state = self._refresh_if_too_large(state, max(len(m.value) + len(m.key or b"") for m in messages))
+            largest = max(_record_bytes(m.value, m.key, m.headers) for m in messages)
+            state = self._refresh_if_too_large(state, largest + FRAMING_BYTES)
             for m in messages:
-                self._check_size(state, m.value, m.key)
+                self._check_size(state, m.value, m.key, m.headers)
             stamp = now_ms()
             direct: list[_Request] = []
             try:
@@ -504,8 +563,8 @@ class Producer:
         headers = check_headers(headers)
         state = self._topic(topic)
         self._check_partition(state, partition)
-        state = self._refresh_if_too_large(state, len(value) + (len(key) if key is not None else 0))
-        self._check_size(state, value, key)
+        state = self._refresh_if_too_large(state, _record_bytes(value, key, headers) + FRAMING_BYTES)
+        self._check_size(state, value, key, headers)
         direct: list[_Request] = []
         try:
             with self._lock:
@@ -520,45 +579,55 @@ class Producer:
 
     def send_batch(self, topic: str, table_or_batch: pa.Table | pa.RecordBatch, partition: int | None = None):
         """Send a pyarrow Table/RecordBatch with a binary ``value`` column (and optional ``key``,
-        ``headers``, ``timestamp_ms``) as one batch per partition; returns a SendFuture."""
+        ``headers``, ``timestamp_ms``) as one batch per partition -- split into several where
+        one would pass the topic's max.message.bytes; returns a SendFuture."""
         if self._closed:
             raise ProducerClosed("this producer is closed; create a new Producer")
         state = self._topic(topic)
         self._check_partition(state, partition)
         batch = normalize_table(table_or_batch)
-        largest = largest_record_bytes(batch)
+        sizes = record_sizes(batch)
+        largest = int(sizes.max()) + BATCH_OVERHEAD_BYTES  # the largest record in a batch of its own
         state = self._refresh_if_too_large(state, largest)
         if largest > state.max_message_bytes:
             raise MessageTooLarge(
-                f"a record of {largest} bytes exceeds max.message.bytes={state.max_message_bytes} of topic "
-                f"{topic!r}; nothing was sent"
+                f"a record of {largest - FRAMING_BYTES} bytes (key + value + headers) does not fit "
+                f"max.message.bytes={state.max_message_bytes} of topic {topic!r}: a batch of it alone "
+                f"takes {largest} bytes; nothing was sent"
             )
-        groups, targets = self._split_by_partition(state, batch, partition)
+        groups, targets = self._split_by_partition(state, batch, partition, sizes)
         # Encoded before taking the lock: the copy takes ~0.3 ms per 2 MB, and the sender and
         # Ray's callback thread need the lock meanwhile to ship and complete other batches.
-        payloads = [encode_record_batch(piece) for _, piece in groups]
+        pieces = [
+            (p, piece, payload)
+            for p, rows, row_sizes in groups
+            for piece, payload in _encode_within(rows, row_sizes, state.max_message_bytes)
+        ]
         parts = []
         with self._lock:
-            for (p, piece), payload in zip(groups, payloads, strict=True):
-                self._reserve_locked(piece.nbytes)
+            for p, piece, payload in pieces:
+                self._reserve_locked(len(payload))
                 result = BatchResult(topic, p)
                 result.timestamps = piece.column(2)
-                batch = _Batch(topic, p, payload, piece.num_rows, piece.nbytes, result)
+                batch = _Batch(topic, p, payload, piece.num_rows, len(payload), result)
                 self._unfinished += 1  # (with the append: no call between them, see _hand_back)
                 self._ready.append(batch)
                 parts.append((result, 0, piece.num_rows))
             self._wakeup.notify()
         if targets is not None:  # rows went to several partitions: metadata in row order, as promised
-            results = {p: part[0] for (p, _), part in zip(groups, parts, strict=True)}
-            taken = dict.fromkeys(results, 0)
+            batches: dict[int, list] = {}  # partition -> its (result, rows) in order
+            for (p, _, _), part in zip(pieces, parts, strict=True):
+                batches.setdefault(p, []).append((part[0], part[2]))
+            at = dict.fromkeys(batches, (0, 0))  # partition -> (its batch now, next index in it)
             parts = []
             for p in targets:
-                index = taken[p]
-                taken[p] = index + 1
-                if parts and parts[-1][0] is results[p] and parts[-1][1] + parts[-1][2] == index:
-                    parts[-1] = (results[p], parts[-1][1], parts[-1][2] + 1)
+                which, index = at[p]
+                result, rows = batches[p][which]
+                at[p] = (which, index + 1) if index + 1 < rows else (which + 1, 0)
+                if parts and parts[-1][0] is result and parts[-1][1] + parts[-1][2] == index:
+                    parts[-1] = (result, parts[-1][1], parts[-1][2] + 1)
                 else:
-                    parts.append((results[p], index, 1))
+                    parts.append((result, index, 1))
         return _PartsFuture(parts)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -660,12 +729,15 @@ class Producer:
         return state
 
     @staticmethod
-    def _check_size(state: _TopicState, value: bytes, key: bytes | None) -> None:
-        size = len(value) + (len(key) if key is not None else 0)
-        if size > state.max_message_bytes:
+    def _check_size(state: _TopicState, value: bytes, key: bytes | None, headers: dict | None = None) -> None:
+        """MessageTooLarge unless a batch of this record alone fits the topic's max.message.bytes."""
+        size = _record_bytes(value, key, headers)
+        if size + FRAMING_BYTES > state.max_message_bytes:
             raise MessageTooLarge(
-                f"message of {size} bytes exceeds max.message.bytes={state.max_message_bytes} of topic "
-                f"{state.name!r}; nothing was sent. Split it, or raise the topic's max.message.bytes"
+                f"a message of {size} bytes (key + value + headers) does not fit max.message.bytes="
+                f"{state.max_message_bytes} of topic {state.name!r}: a batch of it alone takes up to "
+                f"{size + FRAMING_BYTES} bytes with Arrow's framing; nothing was sent. Split it, or raise "
+                f"the topic's max.message.bytes"
             )
 
     def _choose_partition(self, state: _TopicState, key: bytes | None) -> int:
@@ -673,23 +745,24 @@ class Producer:
             return zlib.crc32(key) % len(state.leaders)
         return state.sticky
 
-    def _split_by_partition(self, state, batch: pa.RecordBatch, partition: int | None):
-        """``([(partition, rows)], targets)``: ``targets`` is each row's partition when rows are split."""
+    def _split_by_partition(self, state, batch: pa.RecordBatch, partition: int | None, sizes):
+        """``([(partition, rows, their record_sizes)], targets)``: ``targets`` is each row's
+        partition when rows are split."""
         if partition is not None:
-            return [(partition, batch)], None
+            return [(partition, batch, sizes)], None
         keys = batch.column(0)
         if keys.null_count == batch.num_rows or self.partitioner != "hash":
             with self._lock:
                 chosen = state.sticky
                 state.sticky = (state.sticky + 1) % len(state.leaders)
-            return [(chosen, batch)], None
+            return [(chosen, batch, sizes)], None
         n = len(state.leaders)
         sticky = state.sticky
         targets = [sticky if k is None else zlib.crc32(k) % n for k in keys.to_pylist()]
         groups = []
         for p in sorted(set(targets)):
-            mask = pa.array([t == p for t in targets])
-            groups.append((p, batch.filter(mask)))
+            mask = [t == p for t in targets]
+            groups.append((p, batch.filter(pa.array(mask)), sizes[mask]))
         return groups, targets
 
     # -- accumulation (caller threads, under self._lock) ------------------------
@@ -697,7 +770,7 @@ class Producer:
     def _append_locked(self, state, partition, value, key, timestamp_ms, headers) -> tuple[BatchResult, int]:
         p = self._choose_partition(state, key) if partition is None else partition
         slot = (state.name, p)
-        size = len(value) + (len(key) if key is not None else 0)
+        size = _record_bytes(value, key, headers) + RECORD_OVERHEAD_BYTES  # what it adds to nbytes
         entry = self._open.get(slot)
         while entry is None or not self._takes_locked(entry[0], size):
             if entry is not None:  # full: filled through its lane, or no room for this record
@@ -713,7 +786,7 @@ class Producer:
             self._space.notify_all()
         builder, result, _ = entry
         index = builder.append(value, key, timestamp_ms, headers)
-        if builder.nbytes >= self.batch_size:
+        if builder.nbytes >= builder.batch_size:
             self._close_open_locked(slot)
             self._closed_full = True  # the caller ships it (_direct_locked), or an answer will
         return result, index
@@ -731,14 +804,24 @@ class Producer:
         return parts
 
     def _takes_locked(self, builder: RecordBuilder, size: int) -> bool:
-        """Whether an open batch takes one more record of ``size`` key + value bytes: under
-        ``batch_size``, and its buffers' 32-bit Arrow offsets cannot overflow."""
-        return not builder.sealed and builder.nbytes < self.batch_size and builder.nbytes + size <= MAX_OFFSET
+        """Whether an open batch takes one more record that adds ``size`` to its ``nbytes``: an
+        empty one always (the record was checked against max.message.bytes), any other while
+        ``nbytes`` stays within the builder's ``batch_size`` (``_open_locked``), and its buffers'
+        32-bit Arrow offsets cannot overflow."""
+        return (
+            not builder.sealed
+            and (builder.count == 0 or builder.nbytes + size <= builder.batch_size)
+            and builder.nbytes + size <= MAX_OFFSET
+        )
 
     def _open_locked(self, state: _TopicState, p: int, slot: tuple[str, int]):
         """A new open batch for ``slot`` (its buffer_memory share is reserved by the caller)."""
         result = BatchResult(state.name, p)
-        builder = RecordBuilder(result, self.batch_size, state.max_message_bytes, _RecordFuture)
+        # A batch's encoded size is at most BATCH_OVERHEAD_BYTES + nbytes: it closes before it would
+        # pass batch_size (a ceiling, as Kafka's batch.size) or the topic's max.message.bytes. A
+        # record larger than batch_size goes alone; append_value takes values that fit alone.
+        budget = min(self.batch_size, state.max_message_bytes) - BATCH_OVERHEAD_BYTES
+        builder = RecordBuilder(result, budget, state.max_message_bytes - FRAMING_BYTES, _RecordFuture)
         result.timestamps = builder.timestamps
         entry = self._open[slot] = (builder, result, time.monotonic())
         self._unfinished += 1
@@ -985,7 +1068,7 @@ class Producer:
             state = self._topics[request.slot[0]]
             if state.stale:
                 self._refresh(state)
-            leader, request.leader_name = state.routes[request.slot[1]]
+            leader, request.leader_name, leader_epoch = state.routes[request.slot[1]]
             now = time.monotonic()
             for batch in batches:
                 batch.attempts += 1
@@ -995,7 +1078,7 @@ class Producer:
                 first_unacked = min(self._unacked[request.slot])
             header = (self._producer_id, batches[0].seq, first_unacked, self.acks, self.request_timeout_ms)
             request.sent_at = time.monotonic()
-            ref = leader.append.remote([batch.payload for batch in batches], (*header, False))
+            ref = leader.append.remote([batch.payload for batch in batches], (*header, False, leader_epoch))
         except Exception as exc:  # encoding or submission failed: these batches fail, others go on
             request.watched = True
             self._answer(request, [unwrap(exc)] * len(batches), registered=False)

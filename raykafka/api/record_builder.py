@@ -4,6 +4,10 @@ A ``RecordBuilder`` collects one partition's not-yet-sent records in flat buffer
 ``bytearray`` of values plus an ``array('i')`` of offsets, the same for keys, an
 ``array('q')`` of timestamps) so that ``batching.to_record_batch`` turns them into a
 RECORD_SCHEMA ``RecordBatch`` with ``pa.Array.from_buffers`` -- no Python object per field.
+``nbytes`` counts what the records add to the encoded batch (key, value, headers and their
+Arrow overheads, as ``storage.records.record_sizes``); a builder holding a record takes
+another only while ``nbytes`` stays within ``batch_size``, which the producer sets so that
+the encoded batch fits both its ``batch_size`` and the topic's ``max.message.bytes``.
 
 Every builder has its own lock, so ``Producer.send``'s fast path appends without the
 producer's lock; ``seal()`` (taken by whoever closes the batch) makes later appends refuse.
@@ -27,8 +31,10 @@ import threading
 import time
 from array import array
 
-#: Bytes counted per record on top of its key and value (Kafka counts a record's overhead too).
-RECORD_OVERHEAD_BYTES = 16
+# RECORD_OVERHEAD_BYTES: bytes counted per record on top of its key, value and headers (the
+# Arrow offsets and timestamp it adds to a batch; the compiled twin imports it from here).
+from raykafka.storage.records import RECORD_OVERHEAD_BYTES, header_bytes
+
 #: "No limit" for a builder's batch_size and max_record_bytes.
 UNLIMITED = 1 << 62
 #: The largest value in an Arrow binary array's 32-bit offsets: append_value refuses beyond it.
@@ -55,7 +61,9 @@ def append_fields(builder, value: bytes, key: bytes | None, timestamp_ms: int, h
             builder.key_offsets.append(len(builder.keys))
             builder.key_valid.append(key is not None)
         builder.timestamps.append(timestamp_ms)
+        size = len(value) + (len(key) if key is not None else 0) + RECORD_OVERHEAD_BYTES
         if headers:
+            size += header_bytes(headers)
             if builder.headers is None:
                 builder.headers = {}
             builder.headers[index] = headers
@@ -63,7 +71,7 @@ def append_fields(builder, value: bytes, key: bytes | None, timestamp_ms: int, h
         _truncate(builder, index)
         raise
     builder.count = index + 1
-    builder.nbytes += len(value) + (len(key) if key is not None else 0) + RECORD_OVERHEAD_BYTES
+    builder.nbytes += size
     return index
 
 
@@ -145,15 +153,20 @@ class PyRecordBuilder:
     def append_value(self, value: bytes):
         """Add a bytes value without key or headers, stamped now; returns its future (a
         ``future_type`` with ``_batch`` = ``result`` and ``_index``), or None when this builder
-        does not take it (sealed, already ``batch_size`` bytes, the value over
-        ``max_record_bytes`` or not bytes): the caller then takes the general path."""
+        does not take it (sealed, the value would take ``nbytes`` past ``batch_size`` -- a
+        first record always fits --, the value over ``max_record_bytes`` or not bytes): the
+        caller then takes the general path."""
         if type(value) is not bytes or len(value) > self.max_record_bytes:
             return None
         stamp = time.time_ns() // 1_000_000
         lock = self._lock
         lock.acquire()
         try:
-            if self.sealed or self.nbytes >= self.batch_size or len(self.values) + len(value) > MAX_OFFSET:
+            if (
+                self.sealed
+                or (self.count and self.nbytes + len(value) + RECORD_OVERHEAD_BYTES > self.batch_size)
+                or len(self.values) + len(value) > MAX_OFFSET
+            ):
                 return None
             index = append_fields(self, value, None, stamp, None)
         finally:

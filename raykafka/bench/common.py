@@ -23,6 +23,10 @@ import pyarrow as pa
 MESSAGE_BYTES = 200
 BATCH_MESSAGES = 10_000
 DISTINCT_BATCHES = 8  # pre-built batches cycled through (16 MB of payload)
+#: Every benchmark topic's max.message.bytes: a 10,000-message batch is ~2.2 MB, over the 1 MiB
+#: default that caps a batch's payload, and every path should carry the same batches as the
+#: ceiling it is compared with (one batch per call), not split them.
+TOPIC_CONFIG = {"max.message.bytes": str(8 << 20)}
 
 
 def build_batches(seed: int = 0) -> list[pa.RecordBatch]:
@@ -124,7 +128,10 @@ class Session:
     def new_topic(self, prefix: str, partitions: int = 1, replication_factor: int = 1, config=None) -> str:
         name = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
         self.admin.create_topic(
-            name, partitions=partitions, replication_factor=replication_factor, config=config
+            name,
+            partitions=partitions,
+            replication_factor=replication_factor,
+            config={**TOPIC_CONFIG, **(config or {})},
         )
         self.topics.append(name)
         return name

@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
     from raykafka.api.fetch import decode_fetch
     from raykafka.storage import LogConfig, PartitionLog
     from raykafka.storage.records import (
-        decode_record_batch, encode_record_batch, largest_record_bytes, max_timestamp_ms,
+        RECORD_OVERHEAD_BYTES, decode_record_batch, encode_record_batch, max_timestamp_ms, record_sizes,
     )
 
     builder = RecordBuilder()
@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent(
     builder.seal()
     payload = encode_record_batch(to_record_batch(builder))
     batch = decode_record_batch(payload)
-    assert largest_record_bytes(batch) == len(b"second") + len(b"key")
+    assert record_sizes(batch).max() == len(b"second") + len(b"key") + RECORD_OVERHEAD_BYTES
     assert max_timestamp_ms(batch) == max(builder.timestamps)  # the first one is stamped now
     log = PartitionLog(tempfile.mkdtemp(), LogConfig())
     log.append(payload, record_count=2, first_timestamp_ms=1_700_000_000_000,
