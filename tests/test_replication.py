@@ -757,6 +757,40 @@ def test_retention_stops_at_the_high_watermark_a_stuck_in_sync_follower_holds(cl
             ray.kill(h)
 
 
+def test_a_deposed_leader_acknowledges_and_serves_nothing_to_clients_that_know_the_new_epoch(
+    cluster, rkc, tmp_path
+):
+    """A leads epoch 1; B was made leader of epoch 2 and A has not heard yet. A request naming
+    epoch 2 is refused by A (NotLeader), nothing stored; B refuses epoch 1 (FencedLeaderEpoch:
+    the client's metadata is stale) and takes epoch 2."""
+    import ray
+
+    from raykafka.errors import FencedLeaderEpoch, NotLeader
+
+    handles = _hand_made_replicas(rkc, tmp_path, ["A", "B"])
+    deposed, current = handles["A"], handles["B"]
+    try:
+        ray.get(deposed.become_leader.remote(1, {}, ["A"]))
+        ray.get(current.become_leader.remote(2, {}, ["B"]))
+        [payload] = _record_payloads(1)
+
+        def request(epoch: int) -> tuple:
+            return (None, 0, None, 1, 30_000, False, epoch)
+
+        with pytest.raises(NotLeader):
+            ray.get(deposed.append.remote(payload, request(2)))
+        with pytest.raises(NotLeader):
+            ray.get(deposed.fetch.remote(0, 1 << 20, 0, (2, None)))
+        assert ray.get(deposed.state.remote())["log_end_offset"] == 0
+        with pytest.raises(FencedLeaderEpoch):
+            ray.get(current.append.remote(payload, request(1)))
+        assert ray.get(current.append.remote(payload, request(2))) == (0, -1)
+        assert ray.get(current.state.remote())["log_end_offset"] == 1
+    finally:
+        for h in handles.values():
+            ray.kill(h)
+
+
 def _replica_dir_on(settings, topic: str, node_id: str) -> str:
     """The data directory of ``topic``'s replica on ``node_id`` (asked of the actor itself)."""
     import ray
