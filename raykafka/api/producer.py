@@ -940,7 +940,7 @@ class Producer:
         lock, by ``_ship_all``): with ``linger_ms=0`` everything due, else the batches already
         closed (full) that their partitions can take now. Waking the sender thread instead
         costs a GIL hand-off per batch; on 2 busy CPUs the caller sat idle ~25% of the time
-        waiting for it (send per message: 2.2-3.5 -> 1.3-1.6 us/msg, docs/PERFORMANCE.md).
+        waiting for it (send per message: 1.47-1.82 -> 1.05-1.49 us/msg, docs/PERFORMANCE.md).
         Only after this call closed a full batch: draining on every send would cost O(open
         batches)."""
         if self.linger_ms == 0:
