@@ -39,7 +39,11 @@ def cluster(tmp_path_factory):
     # there (raykafka/storage/faults.py); nothing is injected until one does.
     faults_dir = tmp_path_factory.mktemp("faults")
     os.environ["RAYKAFKA_TEST_FAULTS_DIR"] = str(faults_dir)
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    # Ray checks each node every 500 ms and gives up on it after 4 failed checks: a crashed node
+    # (its port refuses at once) is declared dead in ~2 s instead of ~15 s, while a frozen one
+    # (each check waits out the 10 s timeout) still looks hung, not dead, for ~40 s.
+    health_checks = {"health_check_period_ms": 500, "health_check_failure_threshold": 4}
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "_system_config": health_checks})
     c.faults_dir = faults_dir
     c.workers = {}
     for i in range(3):
