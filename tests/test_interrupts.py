@@ -308,3 +308,20 @@ def test_an_interrupt_after_any_call_in_the_consumer_never_repeats_or_reorders(r
     finally:
         consumer.close()
     check_taken(taken, n, per_call=300, interrupts=injector.raised)
+
+
+def test_a_batch_opened_but_never_appended_to_is_not_sent(rk, topic_name):
+    """An interrupt between opening a partition's batch and appending the record leaves an empty
+    open batch; closing it (flush, linger, the next batch) must not send it -- a partition
+    refuses an empty batch, and that error reached flush() -- nor leave flush() waiting."""
+    topic = topic_name()
+    Admin().create_topic(topic)
+    with Producer(linger_ms=60_000) as producer:
+        state = producer._topic(topic)
+        with producer._lock:
+            producer._reserve_locked(producer.batch_size // 4)
+            producer._open_locked(state, 0, (topic, 0))  # the interrupt comes right after this
+        producer.flush(timeout=TIMEOUT_S)
+        future = producer.send(topic, b"next", partition=0)
+        producer.flush(timeout=TIMEOUT_S)
+        assert future.result(TIMEOUT_S)[0].offset == 0

@@ -853,6 +853,17 @@ class Producer:
         builder, result, _ = self._open[slot]
         batch = _Batch(slot[0], slot[1], builder, 0, 0, result)
         builder.seal()  # a send() still holding it through _lanes now takes the locked path
+        if builder.count == 0:
+            # Opened but never appended to (an interrupt landed between the two): nothing to
+            # send -- a partition refuses an empty batch -- so it ends here, its space given back.
+            del self._open[slot]
+            if self._lanes.get(slot[0]) is builder:
+                self._lanes.pop(slot[0], None)
+            self._buffered_bytes -= self.batch_size // 4
+            result.finish()
+            self._unfinished -= 1
+            self._space.notify_all()
+            return
         # From here to the append, no Python-level call: CPython raises a KeyboardInterrupt only
         # after a call returns, so the batch is either still open or closed and queued, never
         # lost between the two (an interrupt right after seal() leaves it open but sealed,
