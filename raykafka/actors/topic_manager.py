@@ -51,6 +51,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from raykafka.actors.actor_logs import RecentEvents, route_actor_logs
 from raykafka.actors.naming import DEFAULT_NAMESPACE, group_actor_name, partition_actor_name
 from raykafka.actors.partition import MAX_CONCURRENCY, PartitionActor
+from raykafka.control.nodes import STORAGE_LABEL
+from raykafka.control.topics import MAX_PARTITIONS_PER_TOPIC, validate_new_topic
 from raykafka.errors import (
     FencedLeader,
     InvalidConfig,
@@ -70,13 +72,11 @@ from raykafka.storage.layout import (
     resolve_data_dir,
 )
 from raykafka.storage.snapshot import read_json, write_json_atomic
-from raykafka.topic_config import config_value, effective_config, validate_topic_config, validate_topic_name
+from raykafka.topic_config import config_value, effective_config, validate_topic_config
 from raykafka.types import PartitionDescription, TopicDescription
 
 logger = logging.getLogger(__name__)
 
-#: The node label that names a node's disk; nodes with the same value see the same data_dir.
-STORAGE_LABEL = "raykafka-storage"
 #: How long one state/offsets call to a replica may take before it counts as failed.
 REPLICA_CALL_TIMEOUT_S = 1.0
 #: How long describe_topic waits for one partition.
@@ -102,8 +102,6 @@ RECREATE_BACKOFF_MAX_S = 30.0
 METADATA_LOCK_WAIT_S = 2.0
 #: How long reassign_partitions waits for new replicas to catch up.
 REASSIGN_TIMEOUT_S = 300
-#: Upper bound on what one request may ask for (a named limit, not an accident).
-MAX_PARTITIONS_PER_TOPIC = 10_000
 
 #: The partition actor's liveness check runs in its own concurrency group (see PartitionActor.health);
 #: its other calls share MAX_CONCURRENCY slots, of which long polls take at most half.
@@ -694,15 +692,7 @@ class TopicManager:
     async def create_topic(
         self, name: str, partitions: int, replication_factor: int, config: dict | None
     ) -> TopicDescription:
-        validate_topic_name(name)
-        explicit = validate_topic_config(config)
-        if not 1 <= partitions <= MAX_PARTITIONS_PER_TOPIC:
-            raise ValueError(f"partitions must be in [1, {MAX_PARTITIONS_PER_TOPIC}], got {partitions}")
-        if int(explicit.get("min.insync.replicas", "1")) > replication_factor:
-            raise InvalidConfig(
-                f"min.insync.replicas={explicit['min.insync.replicas']} exceeds replication_factor="
-                f"{replication_factor}: acks='all' could never succeed"
-            )
+        explicit = validate_new_topic(name, partitions, replication_factor, config)
         async with self.lock:
             if name in self.topics and self.topics[name].get("deleting"):
                 await self._destroy(name)

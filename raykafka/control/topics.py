@@ -38,6 +38,22 @@ def lookup(metadata: ClusterMetadata, name: str) -> TopicState:
     return topic
 
 
+def validate_new_topic(
+    name: str, partitions: int, replication_factor: int, config: Mapping[str, object] | None
+) -> dict[str, str]:
+    """Check a create_topic request's arguments; return its explicitly set config keys."""
+    validate_topic_name(name)
+    explicit = validate_topic_config(config)
+    if not 1 <= partitions <= MAX_PARTITIONS_PER_TOPIC:
+        raise ValueError(f"partitions must be in [1, {MAX_PARTITIONS_PER_TOPIC}], got {partitions}")
+    if int(explicit.get("min.insync.replicas", "1")) > replication_factor:
+        raise InvalidConfig(
+            f"min.insync.replicas={explicit['min.insync.replicas']} exceeds replication_factor="
+            f"{replication_factor}: acks='all' could never succeed"
+        )
+    return explicit
+
+
 def create_topic(
     metadata: ClusterMetadata,
     name: str,
@@ -52,15 +68,7 @@ def create_topic(
 ) -> Decision:
     """A new topic, its partitions placed on ``nodes``; each partition led by its first replica at
     epoch 0 with every replica in sync (they are all empty)."""
-    validate_topic_name(name)
-    explicit = validate_topic_config(config)
-    if not 1 <= partitions <= MAX_PARTITIONS_PER_TOPIC:
-        raise ValueError(f"partitions must be in [1, {MAX_PARTITIONS_PER_TOPIC}], got {partitions}")
-    if int(explicit.get("min.insync.replicas", "1")) > replication_factor:
-        raise InvalidConfig(
-            f"min.insync.replicas={explicit['min.insync.replicas']} exceeds replication_factor="
-            f"{replication_factor}: acks='all' could never succeed"
-        )
+    explicit = validate_new_topic(name, partitions, replication_factor, config)
     existing = metadata.topic(name)
     if existing is not None and existing.deleting:
         raise DeletionPending(f"topic {name!r} is still being deleted; create it again once it is gone")
