@@ -289,8 +289,8 @@ class Consumer:
         return _Fetcher(tp, leader, position, self._leader_epochs[tp.topic][tp.partition], epoch)
 
     def _point_at_leader(self, fetcher: _Fetcher) -> None:
-        """Re-read who leads ``fetcher``'s partition (after a failover it is another actor)."""
-        self._leaders.pop(fetcher.tp.topic, None)
+        """Aim ``fetcher`` at its partition's leader and epoch as the metadata cache says (popped
+        first by a caller that wants them re-read)."""
         fetcher.leader = self._leader(fetcher.tp)
         fetcher.leader_epoch = self._leader_epochs[fetcher.tp.topic][fetcher.tp.partition]
 
@@ -315,6 +315,7 @@ class Consumer:
         def current_leader() -> tuple:
             # After a failover, or a restarted Ray that re-created the partition's actors on its new
             # nodes, the leader is another actor: re-read it instead of waiting on the old handle.
+            self._leaders.pop(tp.topic, None)
             self._point_at_leader(fetcher)
             return fetcher.leader.list_offset, None
 
@@ -437,8 +438,7 @@ class Consumer:
         try:
             for f in self._fetchers.values():
                 if f.tp.topic == topic:
-                    f.leader = self._leader(f.tp)
-                    f.leader_epoch = self._leader_epochs[topic][f.tp.partition]
+                    self._point_at_leader(f)
         except (*ACTOR_GONE, RequestTimedOut):
             pass  # the topic manager is restarting; the next round tries again
 
