@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import sys
+import traceback
 from pathlib import Path
 
 from raykafka.chaos.schedule import FAULT_KINDS
@@ -33,6 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from raykafka.chaos.driver import ChaosConfig, run
 
@@ -50,11 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         out=args.out,
         keep_dir=args.keep,
     )
+    # A SIGTERM (a test's timeout) unwinds like Ctrl-C, so the cluster is shut down on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         _history, report = run(config)
-    except Exception as exc:
+    except BaseException as exc:
+        traceback.print_exc()
         print(f"chaos run failed (seed {seed}): {type(exc).__name__}: {exc}", file=sys.stderr)
-        raise
+        return 2
     text = report.render()
     print(text)
     if args.report is not None:

@@ -150,7 +150,7 @@ def _exercise(state: _Run, schedule: list[FaultSpec], cluster, workdir: Path) ->
                 history.faults.append(fault)
             log(f"  {fault.target}: {fault.detail}")
             time.sleep(SETTLE_S)  # let the cluster notice first (a killed follower leaves the ISR)
-            took = _wait_healthy(admin, config.partitions, config.heal_timeout_s)
+            took = _wait_healthy(admin, injector, config.partitions, config.heal_timeout_s)
             if took is None:
                 note = f"cycle {spec.cycle} ({fault.kind} {fault.target}): not healed in time"
                 history.notes.append(note)
@@ -162,7 +162,7 @@ def _exercise(state: _Run, schedule: list[FaultSpec], cluster, workdir: Path) ->
             producer.stop()
         history.produce_stopped_s = time.monotonic()
         log(f"producers stopped: {len(history.acked)} acknowledged, {len(history.failed)} failed")
-        _wait_healthy(admin, config.partitions, config.heal_timeout_s)
+        _wait_healthy(admin, injector, config.partitions, config.heal_timeout_s)
         ends = _log_ends(admin, config.partitions)
         log(f"log ends {ends}; letting the group drain")
         drained = _wait_for(
@@ -200,8 +200,10 @@ def _wait_for(predicate, timeout_s: float, what: str, fail: bool = True) -> bool
     return True
 
 
-def _wait_healthy(admin, partitions: int, timeout_s: float) -> float | None:
-    """Seconds until every partition has a leader and its whole ISR, or None after ``timeout_s``."""
+def _wait_healthy(admin, injector, partitions: int, timeout_s: float) -> float | None:
+    """Seconds until every partition is whole again, or None after ``timeout_s``: the
+    TopicManager records a leader and the whole ISR, the leader itself counts every replica in
+    sync, and every replica answers as leader or follower."""
     started = time.monotonic()
 
     def healthy() -> bool:
@@ -209,9 +211,19 @@ def _wait_healthy(admin, partitions: int, timeout_s: float) -> float | None:
             parts = admin.describe_topic(TOPIC).partitions
         except Exception:
             return False
-        return len(parts) == partitions and all(
-            not p.offline and len(p.isr_node_ids) == REPLICATION_FACTOR for p in parts
-        )
+        if len(parts) != partitions or any(
+            p.offline or len(p.isr_node_ids) != REPLICATION_FACTOR for p in parts
+        ):
+            return False
+        for p in range(partitions):
+            infos = injector.replicas(p)
+            roles = sorted(i["role"] for i in infos)
+            leaders = [i for i in infos if i["role"] == "leader"]
+            if roles != ["follower"] * (REPLICATION_FACTOR - 1) + ["leader"]:
+                return False
+            if len(leaders[0]["isr"] or ()) != REPLICATION_FACTOR:
+                return False
+        return True
 
     if _wait_for(healthy, timeout_s, "the partitions to heal", fail=False):
         return time.monotonic() - started
