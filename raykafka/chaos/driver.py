@@ -157,36 +157,40 @@ def _exercise(state: _Run, schedule: list[FaultSpec], cluster, workdir: Path) ->
                 log(f"  {note}")
             else:
                 log(f"  healed in {took:.1f} s; {len(history.acked)} acked, {len(history.failed)} failed")
-    finally:
+    except BaseException:  # Ctrl-C, SIGTERM, a failed step: stop the clients quickly, no verdict
         for producer in producers:
-            producer.stop()
-        history.produce_stopped_s = time.monotonic()
-        log(f"producers stopped: {len(history.acked)} acknowledged, {len(history.failed)} failed")
-        _wait_healthy(admin, injector, config.partitions, config.heal_timeout_s)
-        ends = _log_ends(admin, config.partitions)
-        log(f"log ends {ends}; letting the group drain")
-        drained = _wait_for(
-            lambda: all(observer.latest.get((TOPIC, p), -1) >= end for p, end in ends.items()),
-            config.drain_timeout_s,
-            "the group to commit up to the log ends",
-            fail=False,
-        )
-        if not drained:
-            history.notes.append(f"the group did not commit up to the log ends {ends} in time")
+            producer.stop(timeout_s=5)
         observer.stop()
-        for i, member in enumerate(members):
-            try:
-                error = ray.get(member.stop.remote(), timeout=90)
-            except Exception as exc:
-                error = f"stop failed: {type(exc).__name__}: {exc}"
-            if error:
-                history.notes.append(f"member {i}'s last error: {error}")
-            with contextlib.suppress(Exception):
-                ray.kill(member, no_restart=True)
-        for path in member_logs:
-            member_rows_to_history(read_lines(path), history)
-        history.served = _read_whole_log(ends, timeout_s=config.drain_timeout_s)
-        log(f"served {len(history.served)} records")
+        raise
+    for producer in producers:
+        producer.stop()
+    history.produce_stopped_s = time.monotonic()
+    log(f"producers stopped: {len(history.acked)} acknowledged, {len(history.failed)} failed")
+    _wait_healthy(admin, injector, config.partitions, config.heal_timeout_s)
+    ends = _log_ends(admin, config.partitions)
+    log(f"log ends {ends}; letting the group drain")
+    drained = _wait_for(
+        lambda: all(observer.latest.get((TOPIC, p), -1) >= end for p, end in ends.items()),
+        config.drain_timeout_s,
+        "the group to commit up to the log ends",
+        fail=False,
+    )
+    if not drained:
+        history.notes.append(f"the group did not commit up to the log ends {ends} in time")
+    observer.stop()
+    for i, member in enumerate(members):
+        try:
+            error = ray.get(member.stop.remote(), timeout=90)
+        except Exception as exc:
+            error = f"stop failed: {type(exc).__name__}: {exc}"
+        if error:
+            history.notes.append(f"member {i}'s last error: {error}")
+        with contextlib.suppress(Exception):
+            ray.kill(member, no_restart=True)
+    for path in member_logs:
+        member_rows_to_history(read_lines(path), history)
+    history.served = _read_whole_log(ends, timeout_s=config.drain_timeout_s)
+    log(f"served {len(history.served)} records")
 
 
 def _wait_for(predicate, timeout_s: float, what: str, fail: bool = True) -> bool:
