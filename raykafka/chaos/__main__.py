@@ -32,6 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None, help="write the history as JSON here")
     parser.add_argument("--report", type=Path, default=None, help="write the report's text here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (data, logs)")
+    parser.add_argument(
+        "--check", type=Path, default=None, metavar="HISTORY", help="check a history written by --out; no run"
+    )
     return parser.parse_args(argv)
 
 
@@ -43,6 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     from raykafka.chaos.driver import ChaosConfig, run
 
     args = parse_args(argv)
+    if args.check is not None:
+        from raykafka.chaos.checker import check
+        from raykafka.chaos.history import History
+
+        report = check(History.read(args.check))
+        print(report.render())
+        return 0 if report.ok else 1
     mode = LONG if args.long else SHORT
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     kinds = tuple(k.strip() for k in args.kinds.split(",")) if args.kinds else FAULT_KINDS

@@ -131,3 +131,17 @@ def test_the_pure_modules_import_no_ray():
         "assert 'ray' not in sys.modules, 'ray imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_command_line_checks_a_saved_history(tmp_path, capsys):
+    from raykafka.chaos.__main__ import main
+
+    clean, lossy = tmp_path / "clean.json", tmp_path / "lossy.json"
+    h = clean_history()
+    h.write(clean)
+    h.served = h.served[:-1]
+    h.write(lossy)
+    assert main(["--check", str(clean)]) == 0
+    assert "seed 7: OK" in capsys.readouterr().out
+    assert main(["--check", str(lossy)]) == 1
+    assert "INVARIANTS VIOLATED" in capsys.readouterr().out
