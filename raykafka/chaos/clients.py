@@ -61,12 +61,15 @@ class ProducerLoop:
             partition = i % self.partitions
             payload = f"{self.name}-{i:09d}".encode()
             i += 1
-            self.window.acquire()
+            while not self.window.acquire(timeout=0.5):  # 64 in flight: a stall
+                if self._stop.is_set():
+                    return
             try:
                 future = self.producer.send(self.topic, payload, partition=partition)
             except Exception as exc:
                 self.window.release()
                 self._failed(partition, payload, exc)
+                self._stop.wait(0.1)
                 continue
             self.sent += 1
             future.add_done_callback(lambda f, p=partition, v=payload: self._done(f, p, v))
