@@ -320,3 +320,60 @@ def test_ray_shutdown_under_open_clients_starts_no_new_ray(rk, topic_name):
         assert raykafka_threads() == {}
     finally:
         ensure_local_ray()
+
+
+def test_a_shutdown_between_the_senders_connected_check_and_its_call_starts_no_new_ray(
+    rk, topic_name, monkeypatch
+):
+    """The race above, made to happen every time: the producer's sender thread checks that Ray
+    is connected and is held right after the check until the main thread's ``ray.shutdown()``
+    has disconnected (at most HOLD_S). A call made after a stale check starts a new Ray
+    through Ray's auto-init; the sender must make its check and its call as one step
+    (``connection.submit``, under the lock ``ray.shutdown()`` itself takes), so the shutdown
+    waits for the call instead, and no Ray is left running afterwards."""
+    from tests.conftest import ensure_local_ray, raykafka_threads
+
+    hold_s = 3.0
+    # Should the sender auto-init (the bug), a private Ray: not another Ray running on this machine
+    monkeypatch.setenv("RAY_ADDRESS", "local")
+    topic = topic_name()
+    Admin().create_topic(topic, partitions=1)
+    real_is_initialized = ray.is_initialized
+    armed, in_window = threading.Event(), threading.Event()
+
+    def is_initialized() -> bool:
+        answer = real_is_initialized()
+        if answer and armed.is_set() and threading.current_thread().name == "raykafka-producer-sender":
+            armed.clear()  # the sender's next connected check: held until the shutdown disconnected
+            in_window.set()
+            deadline = time.monotonic() + hold_s
+            while real_is_initialized() and time.monotonic() < deadline:
+                time.sleep(0.005)
+        return answer
+
+    producer = Producer(linger_ms=50, request_timeout_ms=5_000)
+    try:
+        assert producer.send(topic, b"before").result(timeout=TIMEOUT_S)[0].offset == 0
+        ray.is_initialized = is_initialized  # the module attribute every caller looks up
+        armed.set()
+        lingering = producer.send(topic, b"after")  # shipped by the sender thread
+        assert in_window.wait(TIMEOUT_S), "the sender never checked the connection"
+        ray.shutdown()
+        ray.is_initialized = real_is_initialized
+        # Sent just before the shutdown (stored or not), or refused after it: never a new Ray.
+        try:
+            assert lingering.result(timeout=TIMEOUT_S)[0].offset == 1
+        except (RayNotConnected, RequestTimedOut):
+            pass
+        with contextlib.suppress(RayNotConnected, RequestTimedOut):
+            producer.close(timeout=TIMEOUT_S)
+        assert raykafka_threads() == {}
+        assert not ray.is_initialized(), "the sender thread started a new Ray"
+    finally:
+        ray.is_initialized = real_is_initialized
+        armed.clear()
+        with contextlib.suppress(Exception):
+            producer.close(timeout=10)
+        if ray.is_initialized():  # the old code's stray Ray: not the session's, stop it
+            ray.shutdown()
+        ensure_local_ray()

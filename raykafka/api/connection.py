@@ -8,14 +8,19 @@ actor on another node talks to the same topics.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 import ray
+from ray.exceptions import RayTaskError
 
 from raykafka.actors.naming import DEFAULT_NAMESPACE, TOPIC_MANAGER_NAME, group_actor_name
+from raykafka.api.rpc import ACTOR_GONE, RETRY_BACKOFF_S, require_ray, unwrap
+from raykafka.errors import RequestTimedOut
 
 logger = logging.getLogger(__name__)
 
@@ -137,3 +142,71 @@ def _head_node_strategy():
         if node.get("Alive") and "node:__internal_head__" in node.get("Resources", {}):
             return NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
     return "DEFAULT"
+
+
+# -- calls that never start a Ray ----------------------------------------------------------------
+
+#: The lock ``ray.init`` and ``ray.shutdown`` hold while they connect or disconnect this process
+#: (Ray private API: without it a plain lock, and the window below is back).
+try:
+    from ray._private.worker import _connect_or_shutdown_lock as _RAY_CONNECT_LOCK
+except ImportError:  # pragma: no cover - another Ray
+    _RAY_CONNECT_LOCK = threading.RLock()
+
+#: How often a wait on an answer checks that Ray is still connected.
+_CONNECTED_CHECK_S = 0.1
+
+
+def submit(method, *args) -> concurrent.futures.Future:
+    """``method.remote(*args)`` if this process is connected to Ray, else RayNotConnected; the
+    answer as a ``concurrent.futures.Future``. Never starts or joins a Ray.
+
+    Ray's auto-init starts (or joins) a Ray on any ``.remote()`` or ``ray.get`` made while not
+    connected. A check followed by the call leaves a window: a ``ray.shutdown()`` in another
+    thread between the two, and the call starts a new Ray -- from a producer's sender thread,
+    racing the user's own next ``ray.init``. Ray holds one lock while it connects or shuts down;
+    the check and the call are made holding it, so no shutdown can come between them (nor tear
+    the core worker down under the submission). The answer is awaited through its future,
+    which, unlike ``ray.get``, never auto-inits."""
+    with _RAY_CONNECT_LOCK:
+        require_ray()
+        return method.remote(*args).future()
+
+
+def wait_answer(future: concurrent.futures.Future, timeout_s: float):
+    """The result of a ``submit``: raises what the call raised, ``TimeoutError`` after
+    ``timeout_s``, RayNotConnected as soon as Ray is shut down (its answer may never come)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            return future.result(timeout=max(0.0, min(remaining, _CONNECTED_CHECK_S)))
+        except concurrent.futures.TimeoutError:
+            if remaining <= _CONNECTED_CHECK_S:
+                raise
+            require_ray()
+
+
+def call_connected(method, *args, timeout_s: float, what: str = "request"):
+    """An idempotent call through ``submit``: retried while its actor is restarting, until
+    ``timeout_s`` (then RequestTimedOut); a raykafka error raised in the actor is raised as is.
+    ``rpc.call`` without its leader logic, for threads that must never start a Ray."""
+    deadline = time.monotonic() + timeout_s
+    last: BaseException | None = None
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RequestTimedOut(
+                f"{what} did not complete within {timeout_s:g} s"
+                + (f" (last error: {type(last).__name__}: {last})" if last else "")
+            )
+        future = submit(method, *args)
+        try:
+            return wait_answer(future, remaining)
+        except concurrent.futures.TimeoutError:
+            continue
+        except RayTaskError as exc:
+            raise unwrap(exc) from None
+        except ACTOR_GONE as exc:
+            last = exc
+        time.sleep(min(RETRY_BACKOFF_S, max(0.0, deadline - time.monotonic())))

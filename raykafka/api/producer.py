@@ -48,10 +48,10 @@ import pyarrow as pa
 
 from raykafka.actors.sequencing import MAX_BATCHES_PER_REQUEST, RECENT_APPENDS_PER_PRODUCER
 from raykafka.api.batching import normalize_table, now_ms, to_record_batch
-from raykafka.api.connection import Settings, current_settings, topic_manager
+from raykafka.api.connection import Settings, call_connected, current_settings, submit, topic_manager
 from raykafka.api.message import Message, MessageSet, check_bytes, check_headers, check_timestamp
 from raykafka.api.record_builder import MAX_OFFSET, RecordBuilder, RecordFutureBase
-from raykafka.api.rpc import ACTOR_GONE, LEADER_ATTEMPT_S, call, require_ray, unwrap
+from raykafka.api.rpc import ACTOR_GONE, LEADER_ATTEMPT_S, call, unwrap
 from raykafka.api.validation import check_int
 from raykafka.errors import (
     FencedLeaderEpoch,
@@ -345,13 +345,13 @@ class _Request:
     request): one call per batch costs ~1 ms of CPU on each side on a small machine, so a
     backlog goes out in fewer, larger calls. Counts once against max_in_flight."""
 
-    __slots__ = ("batches", "leader_name", "nbytes", "ref", "sent_at", "slot", "watched")
+    __slots__ = ("answer", "batches", "leader_name", "nbytes", "sent_at", "slot", "watched")
 
     def __init__(self, slot: tuple[str, int]):
         self.slot = slot
         self.batches: list[_Batch] = []
         self.nbytes = 0
-        self.ref = None
+        self.answer = None  # the append's future, once sent
         self.leader_name: str | None = None  # the actor it was sent to
         self.sent_at = 0.0
         self.watched = False  # its answer will reach _answer (or it was answered already)
@@ -1072,7 +1072,6 @@ class Producer:
     def _ship(self, request: _Request) -> None:
         batches = request.batches
         try:
-            require_ray()  # not after ray.shutdown(): fails these batches, starts no new Ray
             for batch in batches:
                 if isinstance(batch.payload, RecordBuilder):
                     batch.payload = encode_record_batch(to_record_batch(batch.payload))
@@ -1089,12 +1088,15 @@ class Producer:
                 first_unacked = min(self._unacked[request.slot])
             header = (self._producer_id, batches[0].seq, first_unacked, self.acks, self.request_timeout_ms)
             request.sent_at = time.monotonic()
-            ref = leader.append.remote([batch.payload for batch in batches], (*header, False, leader_epoch))
+            # not after ray.shutdown(): RayNotConnected fails these batches, and no new Ray starts
+            answer = submit(
+                leader.append, [batch.payload for batch in batches], (*header, False, leader_epoch)
+            )
         except Exception as exc:  # encoding or submission failed: these batches fail, others go on
             request.watched = True
             self._answer(request, [unwrap(exc)] * len(batches), registered=False)
             return
-        request.ref = ref  # stays alive until answered
+        request.answer = answer  # stays alive until answered
         with self._lock:
             self._in_flight_requests[id(request)] = request
             self._requests_sent += 1
@@ -1106,7 +1108,7 @@ class Producer:
             for batch in request.batches:
                 if not batch.result.done.is_set():
                     batch.result.finish()  # fire and forget: offsets unknown (-1), as in Kafka
-        request.ref.future().add_done_callback(lambda fut, r=request: self._on_response(r, fut))
+        request.answer.add_done_callback(lambda fut, r=request: self._on_response(r, fut))
         request.watched = True
 
     def _on_response(self, request: _Request, fut) -> None:
@@ -1182,8 +1184,10 @@ class Producer:
         self._wakeup.notify()
 
     def _refresh(self, state: _TopicState, timeout_s: float | None = None) -> None:
-        """Re-read a topic's leaders (sender thread): after a failover they are other actors."""
-        meta = call(
+        """Re-read a topic's leaders (sender thread): after a failover they are other actors.
+        Through ``call_connected``: after ray.shutdown() it raises RayNotConnected, never starts
+        a new Ray from the sender thread."""
+        meta = call_connected(
             self._manager.topic_metadata,
             state.name,
             timeout_s=self.request_timeout_ms / 1000 if timeout_s is None else timeout_s,
