@@ -25,6 +25,7 @@ from ray.cluster_utils import Cluster
 
 STORAGE_LABEL = "raykafka-storage"
 HEALTH_CHECKS = {"health_check_period_ms": 500, "health_check_failure_threshold": 4}
+START_ATTEMPTS = 2
 
 
 class ChaosCluster:
@@ -33,15 +34,38 @@ class ChaosCluster:
     def __init__(self, faults_dir: Path, workers: int = 3) -> None:
         self.faults_dir = faults_dir
         os.environ["RAYKAFKA_TEST_FAULTS_DIR"] = str(faults_dir)  # before any node starts
+        self.nodes: dict[str, object] = {}
+        for attempt in range(START_ATTEMPTS):
+            try:
+                self._start(workers)
+                break
+            except Exception:
+                # Ray gives a node 30 s to register with the GCS; a busy 2-CPU machine can miss it.
+                self._stop_what_started()
+                if attempt == START_ATTEMPTS - 1:
+                    raise
+        ray.init(address=self.cluster.address, logging_level="ERROR", log_to_driver=False)
+        self.head_node_id: str = ray.get_runtime_context().get_node_id()
+
+    def _start(self, workers: int) -> None:
+        self.cluster = None
+        self.nodes = {}
         self.cluster = Cluster(
             initialize_head=True, head_node_args={"num_cpus": 2, "_system_config": HEALTH_CHECKS}
         )
-        self.nodes: dict[str, object] = {}
         for i in range(workers):
             self.nodes[f"disk-{i}"] = self.cluster.add_node(num_cpus=1, labels={STORAGE_LABEL: f"disk-{i}"})
         self.cluster.wait_for_nodes()
-        ray.init(address=self.cluster.address, logging_level="ERROR", log_to_driver=False)
-        self.head_node_id: str = ray.get_runtime_context().get_node_id()
+
+    def _stop_what_started(self) -> None:
+        """After a failed start: shut the partial cluster down and kill what is left of it (this
+        process's children: nothing else has started any yet)."""
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.shutdown()
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
 
     @property
     def labels(self) -> list[str]:
