@@ -40,6 +40,8 @@ def ray_session():
 def kill_namespace(namespace: str) -> None:
     import ray
 
+    if not ray.is_initialized():  # its actors went with that Ray; auto-init would join another one
+        return
     for entry in ray.util.list_named_actors(all_namespaces=True):
         if entry["namespace"] == namespace:
             with contextlib.suppress(ValueError):
