@@ -101,6 +101,20 @@ class ChaosCluster:
                 frozen.append(child)
         return frozen
 
+    def head_actor_pids(self, class_name: str) -> list[int]:
+        """Pids of the head node's worker processes running an actor of ``class_name`` (Ray titles
+        them ``ray::<class>``); only this cluster's, as they descend from its head's raylet."""
+        raylet = psutil.Process(
+            self.cluster.head_node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+        )
+        pids = []
+        for child in raylet.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                title = child.cmdline()[0] if child.cmdline() else ""
+                if title.split(".")[0].split(" ")[0] == f"ray::{class_name}":
+                    pids.append(child.pid)
+        return pids
+
     @staticmethod
     def thaw(frozen: list[psutil.Process]) -> None:
         for process in frozen:

@@ -69,14 +69,22 @@ class Injector:
     def _kill_topic_manager(self, spec: FaultSpec) -> Fault:
         def pid():
             manager = ray.get_actor(TOPIC_MANAGER_NAME, namespace=self.namespace)
-            return ray.get(manager.ping.remote(), timeout=CALL_TIMEOUT_S)["pid"]
+            try:
+                return ray.get(manager.ping.remote(), timeout=CALL_TIMEOUT_S)["pid"]
+            except AttributeError:  # no ping(): the one TopicManager process of this cluster's head
+                [found] = self.cluster.head_actor_pids("TopicManager")
+                return found
 
         return self._kill(spec, self._find(pid, "the TopicManager"), "TopicManager")
 
     def _kill_coordinator(self, spec: FaultSpec) -> Fault:
         def pid():
             coordinator = ray.get_actor(group_actor_name(self.group), namespace=self.namespace)
-            return ray.get(coordinator.pid.remote(), timeout=CALL_TIMEOUT_S)
+            try:
+                return ray.get(coordinator.pid.remote(), timeout=CALL_TIMEOUT_S)
+            except AttributeError:  # no pid(): the run has one group, so one coordinator process
+                [found] = self.cluster.head_actor_pids("GroupCoordinator")
+                return found
 
         return self._kill(spec, self._find(pid, "the group coordinator"), f"coordinator of {self.group}")
 
