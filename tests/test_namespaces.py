@@ -119,19 +119,28 @@ def test_second_opener_of_a_replica_metadata_or_group_directory_is_refused(rk, t
     [directory] = replica_directories(rk, topic)
     options = {"namespace": rk.namespace, "num_cpus": 0, "max_restarts": 0}
 
+    # The three intruders start together (a worker process each: seconds apiece on 2 CPUs).
     intruder = (
         ray.remote(concurrency_groups={"control": 1})(PartitionActor)
         .options(name=f"intruder-{uuid.uuid4().hex[:6]}", **options)
         .remote(topic, 0, directory.name, rk.data_dir, {}, rk.namespace)
     )
+    manager = (
+        ray.remote(TopicManager)
+        .options(name=f"intruder-{uuid.uuid4().hex[:6]}", **options)
+        .remote(rk.data_dir, rk.namespace)
+    )
+    coordinator = (
+        ray.remote(GroupCoordinator)
+        .options(name=f"intruder-{uuid.uuid4().hex[:6]}", **options)
+        .remote(group, rk.data_dir, rk.namespace)
+    )
     assert "DirectoryLocked" in _died_of(intruder) and str(directory) in _died_of(intruder)
 
-    manager = ray.remote(TopicManager).options(name=f"intruder-{uuid.uuid4().hex[:6]}", **options)
-    message = _died_of(manager.remote(rk.data_dir, rk.namespace), "ping")
+    message = _died_of(manager, "ping")
     assert "DirectoryLocked" in message and "metadata" in message
 
-    coordinator = ray.remote(GroupCoordinator).options(name=f"intruder-{uuid.uuid4().hex[:6]}", **options)
-    message = _died_of(coordinator.remote(group, rk.data_dir, rk.namespace), "pid")
+    message = _died_of(coordinator, "pid")
     assert "DirectoryLocked" in message and group in message
 
     # The owners never noticed.
