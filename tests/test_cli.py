@@ -1,10 +1,16 @@
-"""The ``raykafka`` command line, run as a subprocess against a real ``ray start --head``
-cluster with token auth (the ``ray_head`` fixture), as a user would run it.
+"""The ``raykafka`` command line against a real ``ray start --head`` cluster with token auth
+(the ``ray_head`` fixture), as a user would run it.
 
-Every CLI call pays for a Ray client start (~2-3 s), so each test chains several
-commands and checks their output exactly where it means something. One namespace
-per module; topic and group names are fresh per test. A few checks of the output
-formatting run in-process, without Ray.
+A ``raykafka`` subprocess pays ~2-3 s for Python, Ray's import and its client's start-up
+before each command, so most commands run through one helper process joined to the cluster
+(``cli``: tests/cli_runner.py), which calls the CLI's entry point as a function and captures
+file descriptors 1 and 2 as a subprocess's pipes would. Real ``raykafka`` subprocesses remain
+for what only they prove: the command on PATH, ``--address`` (the helper is connected
+already), exit statuses of a real process, Ctrl-C, a terminal, and a second process (a
+``consume`` of its own) seeing the topics the helper made. Each test chains several commands
+and checks their output exactly where it means something. One namespace per module; topic
+and group names are fresh per test. A few checks of the output formatting run in-process,
+without Ray.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from raykafka.types import (
     TopicDescription,
     TopicPartition,
 )
+from tests.cli_runner import CliRunner
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +48,21 @@ def ns():
     return f"cli-{uuid.uuid4().hex[:8]}"
 
 
+@pytest.fixture(scope="module")
+def cli(ray_head):
+    """One process running CLI commands in-process against ``ray_head`` (see the module docstring)."""
+    runner = CliRunner(ray_head.env)
+    yield runner
+    runner.close()
+
+
 def name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def rk(ray_head, ns, *args, input=None, timeout=120):
-    return ray_head.run("raykafka", "--namespace", ns, *args, input=input, timeout=timeout)
+def rk(cli, ns, *args, input=None, timeout=120, text=True):
+    """``raykafka --namespace ns *args``, run by the helper process."""
+    return cli.run("--namespace", ns, *args, input=input, timeout=timeout, text=text)
 
 
 def ok(result) -> str:
@@ -75,14 +91,15 @@ def rows(text: str) -> list[list[str]]:
 # -- without Ray ------------------------------------------------------------------------------
 
 
-def test_usage_errors_and_unreachable_ray_are_one_line(ray_head, ns):
+def test_usage_errors_and_unreachable_ray_are_one_line(ray_head, cli, ns):
     out = ok(ray_head.run("raykafka", "--help"))
     for command in ("topics", "produce", "consume", "groups", "status", "bench"):
         assert command in out
 
-    assert "--config" in fails(rk(ray_head, ns, "topics", "create", "t", "--config", "retention.ms"), code=2)
-    assert "--partitions" in fails(rk(ray_head, ns, "topics", "create", "t", "--partitions", "0"), code=2)
-    assert "No such command" in fails(rk(ray_head, ns, "topcs", "list"), code=2)
+    assert "--config" in fails(rk(cli, ns, "topics", "create", "t", "--config", "retention.ms"), code=2)
+    assert "--partitions" in fails(rk(cli, ns, "topics", "create", "t", "--partitions", "0"), code=2)
+    # a real process's exit status
+    assert "No such command" in fails(ray_head.run("raykafka", "--namespace", ns, "topcs", "list"), code=2)
 
     with __import__("socket").socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -162,16 +179,16 @@ def test_partition_status_online_under_replicated_offline(monkeypatch):
 # -- topics ---------------------------------------------------------------------------------
 
 
-def test_topics_create_list_describe_alter_delete(ray_head, ns):
+def test_topics_create_list_describe_alter_delete(cli, ns):
     topic = name("topic")
     assert ok(
-        rk(ray_head, ns, "topics", "create", topic, "--partitions", "2", "--config", "retention.ms=60000")
+        rk(cli, ns, "topics", "create", topic, "--partitions", "2", "--config", "retention.ms=60000")
     ) == (f"created topic {topic} (2 partitions, replication factor 1)\n")
-    listed = rows(ok(rk(ray_head, ns, "topics", "list")))
+    listed = rows(ok(rk(cli, ns, "topics", "list")))
     assert listed[0] == ["TOPIC", "PARTITIONS", "REPLICATION", "MESSAGES"]
     assert [topic, "2", "1", "0"] in listed[1:]
 
-    described = json.loads(ok(rk(ray_head, ns, "topics", "describe", topic, "--json")))
+    described = json.loads(ok(rk(cli, ns, "topics", "describe", topic, "--json")))
     assert described["name"] == topic
     assert [p["partition"] for p in described["partitions"]] == [0, 1]
     for p in described["partitions"]:
@@ -181,7 +198,7 @@ def test_topics_create_list_describe_alter_delete(ray_head, ns):
 
     assert ok(
         rk(
-            ray_head,
+            cli,
             ns,
             "topics",
             "alter",
@@ -192,79 +209,70 @@ def test_topics_create_list_describe_alter_delete(ray_head, ns):
             "segment.bytes=1048576",
         )
     ) == (f"altered topic {topic}: retention.ms=120000, segment.bytes=1048576\n")
-    human = rows(ok(rk(ray_head, ns, "topics", "describe", topic)))
+    human = rows(ok(rk(cli, ns, "topics", "describe", topic)))
     assert human[0] == ["Topic:", topic, "partitions:", "2", "replication", "factor:", "1"]
     assert ["retention.ms", "120000"] in human
     assert ["segment.bytes", "1048576"] in human
     assert [r[0] for r in human[2:4]] == ["0", "1"]  # the partition rows
 
     # errors: one line on stderr, status 1, no traceback
-    assert "already exists" in fails(rk(ray_head, ns, "topics", "create", topic))
-    assert "retention.ms" in fails(
-        rk(ray_head, ns, "topics", "alter", topic, "--config", "retention.ms=soon")
-    )
-    assert "bad/name" in fails(rk(ray_head, ns, "topics", "create", "bad/name"))
-    assert "no.such.key" in fails(
-        rk(ray_head, ns, "topics", "create", name("t"), "--config", "no.such.key=1")
-    )
+    assert "already exists" in fails(rk(cli, ns, "topics", "create", topic))
+    assert "retention.ms" in fails(rk(cli, ns, "topics", "alter", topic, "--config", "retention.ms=soon"))
+    assert "bad/name" in fails(rk(cli, ns, "topics", "create", "bad/name"))
+    assert "no.such.key" in fails(rk(cli, ns, "topics", "create", name("t"), "--config", "no.such.key=1"))
 
-    assert ok(rk(ray_head, ns, "topics", "delete", topic)) == f"deleted topic {topic}\n"
-    assert topic not in [d["name"] for d in json.loads(ok(rk(ray_head, ns, "topics", "list", "--json")))]
+    assert ok(rk(cli, ns, "topics", "delete", topic)) == f"deleted topic {topic}\n"
+    assert topic not in [d["name"] for d in json.loads(ok(rk(cli, ns, "topics", "list", "--json")))]
 
 
-def test_creating_an_existing_topic_names_the_commands_to_run(ray_head, ns):
+def test_creating_an_existing_topic_names_the_commands_to_run(cli, ns):
     """The API's TopicAlreadyExists names Admin methods; the CLI's hint names CLI commands, which work."""
     topic = name("exists")
-    ok(rk(ray_head, ns, "topics", "create", topic))
-    line = fails(rk(ray_head, ns, "topics", "create", topic, "--partitions", "3"))
+    ok(rk(cli, ns, "topics", "create", topic))
+    line = fails(rk(cli, ns, "topics", "create", topic, "--partitions", "3"))
     assert line == (
         f"error: topic '{topic}' already exists; see it with `raykafka topics describe {topic}`, "
         f"or run `raykafka topics delete {topic}` first"
     )
     assert "describe_topic" not in line and "delete_topic" not in line
-    ok(rk(ray_head, ns, "topics", "delete", topic))  # the hint's command, then the create works
-    assert "(3 partitions," in ok(rk(ray_head, ns, "topics", "create", topic, "--partitions", "3"))
-    ok(rk(ray_head, ns, "topics", "delete", topic))
+    ok(rk(cli, ns, "topics", "delete", topic))  # the hint's command, then the create works
+    assert "(3 partitions," in ok(rk(cli, ns, "topics", "create", topic, "--partitions", "3"))
+    ok(rk(cli, ns, "topics", "delete", topic))
 
 
 # -- produce / consume ----------------------------------------------------------------------
 
 
-def test_produce_then_consume_lines_keys_and_bytes(ray_head, ns, tmp_path):
+def test_produce_then_consume_lines_keys_and_bytes(cli, ns, tmp_path):
     topic = name("lines")
-    ok(rk(ray_head, ns, "topics", "create", topic))
+    ok(rk(cli, ns, "topics", "create", topic))
     lines = [f"line {i} with spaces\tand a tab" for i in range(50)] + ["", "last"]
     # a file on stdin, with the progress bar forced on: it goes to stderr, never stdout
     path = tmp_path / "lines.txt"
     path.write_text("\n".join(lines) + "\n")
-    with open(path, "rb") as stdin:
-        produced = subprocess.run(
-            ["raykafka", "--namespace", ns, "produce", topic, "--progress"],
-            stdin=stdin,
-            capture_output=True,
-            text=True,
-            env=ray_head.env,
-            timeout=120,
-        )
+    produced = rk(cli, ns, "produce", topic, "--progress", input=path.read_bytes())  # a file on fd 0
     assert ok(produced) == ""
     assert produced.stderr.splitlines()[-1] == f"produced 52 messages to {topic} (partition 0: offsets 0-51)"
 
     # keys, and bytes that are not UTF-8 (a last line without a newline is a message too)
-    keyed = subprocess.run(
-        ["raykafka", "--namespace", ns, "produce", topic, "--key-separator", ":"],
+    keyed = rk(
+        cli,
+        ns,
+        "produce",
+        topic,
+        "--key-separator",
+        ":",
         input=b"k1:v1\nk2:v:2\nnokey\ncaf\xc3\xa9 \xff\xfe end",
-        capture_output=True,
-        env=ray_head.env,
-        timeout=120,
+        text=False,
     )
     assert keyed.returncode == 0, keyed.stderr
     assert keyed.stdout == b""
     assert keyed.stderr.decode() == f"produced 4 messages to {topic} (partition 0: offsets 52-55)\n"
 
-    consumed = ok(rk(ray_head, ns, "consume", topic, "--from-beginning", "--max-messages", "52"))
+    consumed = ok(rk(cli, ns, "consume", topic, "--from-beginning", "--max-messages", "52"))
     assert consumed == "".join(line + "\n" for line in lines)
 
-    keys = ok(rk(ray_head, ns, "consume", topic, "--from-beginning", "-c", "56", "--print-key"))
+    keys = ok(rk(cli, ns, "consume", topic, "--from-beginning", "-c", "56", "--print-key"))
     assert keys.splitlines()[50:] == [
         "\t",
         "\tlast",
@@ -274,8 +282,8 @@ def test_produce_then_consume_lines_keys_and_bytes(ray_head, ns, tmp_path):
         "\tcafé \ufffd\ufffd end",
     ]
 
-    assert "does not exist" in fails(rk(ray_head, ns, "consume", "no-such-topic", "--timeout-ms", "100"))
-    assert "does not exist" in fails(rk(ray_head, ns, "produce", "no-such-topic", input="x\n"))
+    assert "does not exist" in fails(rk(cli, ns, "consume", "no-such-topic", "--timeout-ms", "100"))
+    assert "does not exist" in fails(rk(cli, ns, "produce", "no-such-topic", input="x\n"))
 
 
 # -- groups and status ----------------------------------------------------------------------
@@ -306,13 +314,13 @@ def _read_lines(proc, count: int, timeout_s: float) -> list[str]:
     return buffer.decode().splitlines()
 
 
-def test_group_consume_ctrl_c_commits_then_describe_status_delete(ray_head, ns):
+def test_group_consume_ctrl_c_commits_then_describe_status_delete(ray_head, cli, ns):
     topic, group = name("grouped"), name("g")
-    ok(rk(ray_head, ns, "topics", "create", topic, "--partitions", "2"))
+    ok(rk(cli, ns, "topics", "create", topic, "--partitions", "2"))
     values = [f"m{i}" for i in range(20)]
     ok(
         rk(
-            ray_head,
+            cli,
             ns,
             "produce",
             topic,
@@ -344,35 +352,35 @@ def test_group_consume_ctrl_c_commits_then_describe_status_delete(ray_head, ns):
     assert proc.stdout.read() == b""
     assert b"Traceback" not in proc.stderr.read()
 
-    described = json.loads(ok(rk(ray_head, ns, "groups", "describe", group, "--json")))
+    described = json.loads(ok(rk(cli, ns, "groups", "describe", group, "--json")))
     assert described["group_id"] == group
     assert described["members"] == []
     assert sum(described["committed"].values()) == len(values)
     assert set(described["committed"]) <= {f"{topic}:0", f"{topic}:1"}
     assert described["lag"] == {key: 0 for key in described["committed"]}
 
-    human = rows(ok(rk(ray_head, ns, "groups", "describe", group)))
+    human = rows(ok(rk(cli, ns, "groups", "describe", group)))
     assert human[0][:2] == ["Group:", group]
     assert human[1] == ["TOPIC", "PARTITION", "COMMITTED", "LAG", "MEMBER"]
     for row in human[2:]:
         assert row == [topic, row[1], str(described["committed"][f"{topic}:{row[1]}"]), "0", "-"]
 
-    status = json.loads(ok(rk(ray_head, ns, "status", "--json")))
+    status = json.loads(ok(rk(cli, ns, "status", "--json")))
     assert any(n["alive"] and n["is_head"] and len(n["node_id"]) == 56 for n in status["nodes"])
     assert topic in [t["name"] for t in status["topics"]]
     assert status["offline_partitions"] == []
     [mine] = [g for g in status["groups"] if g["group_id"] == group]
     assert mine["committed"] == described["committed"]
 
-    text = ok(rk(ray_head, ns, "status"))
+    text = ok(rk(cli, ns, "status"))
     assert "Ray nodes: 1 alive, 0 dead" in text
     assert "Offline partitions: 0" in text
     status_rows = rows(text)
     assert [topic, "0"] in [r[:2] for r in status_rows] and [topic, "1"] in [r[:2] for r in status_rows]
     assert [group, described["state"], str(described["generation"]), "0", "0"] in status_rows
 
-    assert ok(rk(ray_head, ns, "groups", "delete", group)) == f"deleted group {group}\n"
-    listed = json.loads(ok(rk(ray_head, ns, "groups", "list", "--json")))
+    assert ok(rk(cli, ns, "groups", "delete", group)) == f"deleted group {group}\n"
+    listed = json.loads(ok(rk(cli, ns, "groups", "list", "--json")))
     assert isinstance(listed, list) and group not in [g["group_id"] for g in listed]
 
 
@@ -424,17 +432,15 @@ def _ctrl_c(proc) -> str:
     return err
 
 
-def test_watch_options_are_checked_before_connecting(ray_head, ns):
-    assert "--interval needs --watch" in fails(rk(ray_head, ns, "status", "--interval", "1"), code=2)
-    assert "cannot be combined" in fails(
-        rk(ray_head, ns, "groups", "describe", "g", "--watch", "--json"), code=2
-    )
-    assert "--interval" in fails(rk(ray_head, ns, "status", "--watch", "--interval", "0"), code=2)
+def test_watch_options_are_checked_before_connecting(cli, ns):
+    assert "--interval needs --watch" in fails(rk(cli, ns, "status", "--interval", "1"), code=2)
+    assert "cannot be combined" in fails(rk(cli, ns, "groups", "describe", "g", "--watch", "--json"), code=2)
+    assert "--interval" in fails(rk(cli, ns, "status", "--watch", "--interval", "0"), code=2)
 
 
-def test_status_watch_redraws_in_a_terminal_until_ctrl_c(ray_head, ns):
+def test_status_watch_redraws_in_a_terminal_until_ctrl_c(ray_head, cli, ns):
     topic = name("watched")
-    ok(rk(ray_head, ns, "topics", "create", topic, "--partitions", "3"))
+    ok(rk(cli, ns, "topics", "create", topic, "--partitions", "3"))
     primary, replica = pty.openpty()
     fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
     proc = _start(ray_head, ns, "status", "--watch", "--interval", "0.5", stdout=replica)
@@ -456,11 +462,11 @@ def test_status_watch_redraws_in_a_terminal_until_ctrl_c(ray_head, ns):
         os.close(primary)
 
 
-def test_group_describe_watch_shows_lag_change_until_ctrl_c(ray_head, ns):
+def test_group_describe_watch_shows_lag_change_until_ctrl_c(ray_head, cli, ns):
     topic, group = name("lagging"), name("g")
-    ok(rk(ray_head, ns, "topics", "create", topic, "--partitions", "2"))
-    ok(rk(ray_head, ns, "produce", topic, "-K", "=", input="".join(f"k{i}=v{i}\n" for i in range(10))))
-    ok(rk(ray_head, ns, "consume", topic, "--group", group, "--from-beginning", "-c", "10"))
+    ok(rk(cli, ns, "topics", "create", topic, "--partitions", "2"))
+    ok(rk(cli, ns, "produce", topic, "-K", "=", input="".join(f"k{i}=v{i}\n" for i in range(10))))
+    ok(rk(cli, ns, "consume", topic, "--group", group, "--from-beginning", "-c", "10"))
 
     # in a pipe: one plain snapshot per refresh
     proc = _start(
@@ -472,7 +478,7 @@ def test_group_describe_watch_shows_lag_change_until_ctrl_c(ray_head, ns):
         text = _read_until(proc, proc.stdout.fileno(), lambda t: "total lag: 0" in t, 90, seen)
         assert text.startswith(header)
         assert "\x1b" not in text
-        ok(rk(ray_head, ns, "produce", topic, input="late 1\nlate 2\nlate 3\n"))
+        ok(rk(cli, ns, "produce", topic, input="late 1\nlate 2\nlate 3\n"))
         text = _read_until(proc, proc.stdout.fileno(), lambda t: "total lag: 3" in t, 60, seen)
         _ctrl_c(proc)
         text += proc.stdout.read().decode()
@@ -487,4 +493,4 @@ def test_group_describe_watch_shows_lag_change_until_ctrl_c(ray_head, ns):
     assert sum(int(r[3]) for r in last[3:]) == 3
 
     # an unknown group fails as without --watch: status 1, one line
-    assert "nosuch" in fails(rk(ray_head, ns, "groups", "describe", "nosuch", "--watch"))
+    assert "nosuch" in fails(rk(cli, ns, "groups", "describe", "nosuch", "--watch"))
