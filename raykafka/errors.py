@@ -157,6 +157,12 @@ class LogDirFailed(RayKafkaError):
     over to an in-sync replica. Clients retry against the new leader by themselves."""
 
 
+class MetadataWriteFailed(RayKafkaError):
+    """The TopicManager could not write the cluster metadata (its disk failed or is full).
+    Nothing was changed -- in memory or on disk -- and nothing was acted on; retry once the
+    disk is healthy. The TopicManager keeps serving what it has and repairs by itself."""
+
+
 class StorageFull(RayKafkaError):
     """A replica's disk is full. Retriable: nothing of the rejected batch was kept, nothing
     acknowledged is lost, and appends resume by themselves once space is freed (retention,
@@ -174,6 +180,7 @@ __all__ = [
     "InvalidTopicName",
     "LogDirFailed",
     "MessageTooLarge",
+    "MetadataWriteFailed",
     "NotEnoughReplicas",
     "NotEnoughReplicasAfterAppend",
     "NotLeader",

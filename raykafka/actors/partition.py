@@ -222,8 +222,11 @@ class PartitionActor:
             # a batch it appended is answered, not stored twice.
             await self._sequencer.reset()
         self._stop_leading()
-        self.role, self.leader_epoch, self.leader_id = "leader", epoch, self.replica_id
+        # The epoch is on disk before this replica acts as its leader: if recording it fails (a
+        # disk fault), this replica has no role and answers so; the TopicManager sends it again.
+        self.role = "unknown"
         self.epochs.assign(epoch, self.log.log_end_offset)
+        self.role, self.leader_epoch, self.leader_id = "leader", epoch, self.replica_id
         self._leading = LeaderReplication(
             self,
             epoch,

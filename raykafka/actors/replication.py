@@ -46,7 +46,7 @@ class LeaderReplication:
         self,
         replica,  # the PartitionActor
         epoch: int,
-        followers: dict,  # replica_id -> actor handle
+        followers: dict,  # replica_id -> actor handle (None: the replica has no actor now)
         in_sync: list[str],
         *,
         high_watermark: int,
@@ -107,6 +107,9 @@ class LeaderReplication:
         return ref
 
     async def _pump(self, follower: str, handle) -> None:
+        if handle is None:  # no actor yet (its node is gone): out of the ISR until a new term names one
+            await self._shrink(follower, "it has no actor")
+            return
         next_offset: int | None = None  # unknown until the follower answers
         while True:
             log = self.replica.log

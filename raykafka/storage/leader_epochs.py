@@ -42,9 +42,12 @@ class LeaderEpochCache:
             entries.append((int(parts[0]), int(parts[1])))
         return entries
 
-    def _write(self) -> None:
-        body = "".join(f"{epoch} {start}\n" for epoch, start in self.entries)
+    def _write(self, entries: list[tuple[int, int]]) -> None:
+        """Write ``entries``, then adopt them: a failed write (a disk fault) leaves memory as the
+        file was, so an epoch is never used that a restart would not find."""
+        body = "".join(f"{epoch} {start}\n" for epoch, start in entries)
         atomic_write(self.path, f"{_HEADER}\n{body}".encode())
+        self.entries = entries
 
     @property
     def latest_epoch(self) -> int:
@@ -54,8 +57,7 @@ class LeaderEpochCache:
         """Record that ``epoch`` begins at ``start_offset`` (no-op if it is already the latest)."""
         if self.entries and epoch <= self.entries[-1][0]:
             return
-        self.entries.append((epoch, start_offset))
-        self._write()
+        self._write([*self.entries, (epoch, start_offset)])
 
     def end_offset_for(self, epoch: int, log_end_offset: int) -> int:
         """Where ``epoch`` ended here: the start of the first later epoch, or the log end
@@ -70,5 +72,4 @@ class LeaderEpochCache:
         """The log was truncated at ``offset``: forget epochs that began at or after it."""
         kept = [(e, s) for e, s in self.entries if s < offset]
         if kept != self.entries:
-            self.entries = kept
-            self._write()
+            self._write(kept)
