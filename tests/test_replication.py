@@ -279,7 +279,7 @@ def test_unreplicated_partition_offline_then_back_with_its_data(cluster, rkc):
     # The manager said so once per state, not at each 0.5 s check (5 ERRORs here, before).
     said = manager_log(cluster, rkc, "single-0: ")
     assert sum("offline: no in-sync replica answers" in line for line in said) == 1, said
-    assert any(line.startswith("single-0: back online") for line in said), said
+    assert any(line.startswith("single-0: back online") for line in said), "\n".join(said)
 
 
 def manager_log(cluster, settings, prefix: str) -> list[str]:

@@ -46,6 +46,7 @@ from raykafka.actors.naming import DEFAULT_NAMESPACE, group_actor_name
 from raykafka.actors.replica_fleet import COMMAND_TIMEOUT_S, ReplicaFleet, _PartitionActor, actor_name
 from raykafka.clock import now_ms
 from raykafka.control import (
+    BecomeLeader,
     ClusterMetadata,
     CreateReplica,
     Decision,
@@ -93,6 +94,8 @@ DESCRIBE_TIMEOUT_S = 5.0
 MONITOR_INTERVAL_MS = 500
 #: How long telling a replica its role may take before reconciliation sends it again.
 INSTALL_TIMEOUT_S = COMMAND_TIMEOUT_S
+#: How long a command's success waits for others before the follow-up it allows (see _follow_up).
+FOLLOW_UP_DELAY_S = 0.01
 #: How long create_topic / create_partitions wait for every new partition to take writes.
 CREATE_WAIT_S = 120.0
 #: How long delete_topic waits for the replicas' data to be deleted (it finishes in the background).
@@ -143,6 +146,7 @@ class TopicManager:
                     self.fleet.attach(topic.name, part.partition, replica)
         self._observations: dict[str, Observation] = {}  # of the last round
         self._nodes: dict = {}  # the live nodes, as of the last round
+        self._follow_up_due: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()  # commands under way
         self._wake = asyncio.Event()
         self._round_done = asyncio.Event()
@@ -215,15 +219,21 @@ class TopicManager:
     async def _command(self, action) -> None:
         ok = await self.fleet.run(action, self.meta)
         self.reconciler.on_result(action, ok)
-        if ok:
-            self._follow_up()
-        else:
+        if ok and isinstance(action, BecomeLeader):  # "back online" is said before anyone sees it
+            topic = self.meta.topic(action.topic)
+            if topic is not None and not topic.deleting and action.partition < len(topic.partitions):
+                part = topic.partitions[action.partition]
+                self._say_partition_health(action.topic, part, self._view(), self._nodes)
+        if not ok:
             self._wake.set()
+        elif self._follow_up_due is None:  # answers arriving together share one follow-up
+            self._follow_up_due = asyncio.get_running_loop().call_later(FOLLOW_UP_DELAY_S, self._follow_up)
 
     def _follow_up(self) -> None:
         """Reconcile at once on what is known, without probing: the step a command's success
         allows (a new leader's followers are told to follow it) need not wait for a round, whose
         probes can take a second when a node hangs."""
+        self._follow_up_due = None
         try:
             decision = self.reconciler.reconcile(self.meta, self._nodes, self._view(), now_ms())
             self._adopt(decision, reconcile=False)
@@ -288,14 +298,17 @@ class TopicManager:
         """Log what a partition without a working leader waits for once per state, not every round."""
         view = self._view()
         for topic, part in self.meta.partitions():
-            key = (topic.name, part.partition)
-            health = partition_health(part, view, nodes)
-            if health is Health.HEALTHY:
-                self.said.pop(key, None)
-                if key in self.reported_offline:
-                    self.reported_offline.discard(key)
-                    logger.warning("%s-%d: back online, led by %s", *key, part.leader)
-                continue
+            self._say_partition_health(topic.name, part, view, nodes)
+
+    def _say_partition_health(self, topic: str, part: PartitionState, view, nodes) -> None:
+        key = (topic, part.partition)
+        health = partition_health(part, view, nodes)
+        if health is Health.HEALTHY:
+            self.said.pop(key, None)
+            if key in self.reported_offline:
+                self.reported_offline.discard(key)
+                logger.warning("%s-%d: back online, led by %s", *key, part.leader)
+        else:
             starting = [
                 r
                 for r in part.isr

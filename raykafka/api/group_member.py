@@ -21,7 +21,7 @@ import uuid
 
 import ray
 
-from raykafka.api.connection import Settings, group_coordinator
+from raykafka.api.connection import Settings, group_coordinator, submit, wait_answer
 from raykafka.api.rpc import ACTOR_GONE, require_ray, unwrap
 from raykafka.errors import RayKafkaError, RayNotConnected
 from raykafka.types import TopicPartition
@@ -149,9 +149,8 @@ class GroupMember:
         self._leave("it did not poll")
 
     def _leave(self, why: str) -> None:
-        try:
-            require_ray()
-            ray.get(self.coordinator.leave.remote(self.member_id), timeout=self.request_timeout_ms / 1000)
+        try:  # from the heartbeat thread: through submit, which never starts a Ray (connection.py)
+            wait_answer(submit(self.coordinator.leave, self.member_id), self.request_timeout_ms / 1000)
         except Exception as exc:  # the session timeout removes it anyway: it stops heartbeating
             logger.info("group %s: %s; leaving failed (%s)", self.group_id, why, exc)
 
@@ -196,7 +195,7 @@ class GroupMember:
                 answer = self._exchange()
             except RayNotConnected:  # this process left Ray (ray.shutdown): so does the member
                 return
-            except (*ACTOR_GONE, ray.exceptions.GetTimeoutError) as exc:
+            except (*ACTOR_GONE, ray.exceptions.GetTimeoutError, TimeoutError) as exc:
                 logger.info(
                     "group %s: coordinator unreachable (%s); retrying", self.group_id, type(exc).__name__
                 )
@@ -222,7 +221,6 @@ class GroupMember:
         # The coordinator saw us no earlier than we sent this: count the session from here,
         # so we fence ourselves no later than it may remove us (not from when the answer came).
         sent = time.monotonic()
-        require_ray()
         with self._lock:
             owned = list(self._owned)
             applied = self._applied_seq if self._applied_incarnation == self._incarnation else 0
@@ -231,8 +229,11 @@ class GroupMember:
                 self._incarnation += 1
                 self._latest = None
                 self._answered.clear()
-            answer = ray.get(
-                self.coordinator.join.remote(
+            # Calls from this thread go through submit: a ray.shutdown() in the user's thread
+            # between a connected check and the call would otherwise start a new Ray from here.
+            answer = wait_answer(
+                submit(
+                    self.coordinator.join,
                     self.member_id,
                     self.topics,
                     self.node_id,
@@ -241,13 +242,12 @@ class GroupMember:
                     self.strategy,
                     self.cohort_size,
                 ),
-                timeout=timeout_s,
+                timeout_s,
             )
             self._joined = True
         else:
-            answer = ray.get(
-                self.coordinator.heartbeat.remote(self.member_id, owned, applied), timeout=timeout_s
-            )
+            heartbeat = submit(self.coordinator.heartbeat, self.member_id, owned, applied)
+            answer = wait_answer(heartbeat, timeout_s)
             if answer is None:  # the coordinator restarted or removed us: rejoin now
                 self._joined = False
                 self._wake.set()
