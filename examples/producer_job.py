@@ -31,8 +31,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     source.add_argument("--count", type=int, help="generate this many JSON events instead")
     parser.add_argument("--partitions", type=int, default=3, help="partitions when the topic is created")
     parser.add_argument("--namespace", default="raykafka", help="raykafka's Ray namespace")
-    parser.add_argument("--key-separator", default=None,
-                        help="with --file: the part of a line before this separator is the message key")
+    parser.add_argument(
+        "--key-separator",
+        default=None,
+        help="with --file: the part of a line before this separator is the message key",
+    )
     parser.add_argument("--chunk", type=int, default=5000, help="messages per send_batch")
     return parser.parse_args(argv)
 
@@ -91,8 +94,10 @@ def main(argv=None) -> int:
     elapsed = time.monotonic() - started
     source = f"file {args.file}" if args.file else "generated events"
     rate = sent / elapsed if elapsed > 0 else float("inf")
-    print(f"producer: sent {sent} messages from {source} to {state} topic {args.topic!r} "
-          f"(namespace {args.namespace!r}) in {elapsed:.2f} s ({rate:,.0f} msg/s)")
+    print(
+        f"producer: sent {sent} messages from {source} to {state} topic {args.topic!r} "
+        f"(namespace {args.namespace!r}) in {elapsed:.2f} s ({rate:,.0f} msg/s)"
+    )
     print(f"PRODUCED {sent}", flush=True)
     return 0
 
