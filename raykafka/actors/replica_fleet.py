@@ -155,18 +155,21 @@ class ReplicaFleet:
         self._starting[replica.replica_id] = now_ms()
         self.detector.forget(name)
 
+    def _take_handle(self, replica_id: str, name: str) -> ray.actor.ActorHandle | None:
+        """Forget and return the handle of actor ``name`` (the one held, else by name; None if none)."""
+        entry = self._handles.get(replica_id)
+        if entry is not None and entry[0] == name:
+            del self._handles[replica_id]
+            return entry[1]
+        try:
+            return ray.get_actor(name, namespace=self.namespace)
+        except ValueError:
+            return None
+
     def stop(self, action: StopReplica) -> None:
         """Kill the actor of an old replica record for good (its data stays)."""
         name = actor_name(action.topic, action.partition, action.replica)
-        entry = self._handles.get(action.replica.replica_id)
-        handle = entry[1] if entry is not None and entry[0] == name else None
-        if handle is None:
-            try:
-                handle = ray.get_actor(name, namespace=self.namespace)
-            except ValueError:
-                handle = None
-        if entry is not None and entry[0] == name:
-            del self._handles[action.replica.replica_id]
+        handle = self._take_handle(action.replica.replica_id, name)
         self._reports.pop(action.replica.replica_id, None)
         self.detector.forget(name)
         if handle is not None:
@@ -303,13 +306,9 @@ class ReplicaFleet:
 
     async def _destroy(self, action: DestroyReplica) -> bool:
         name = actor_name(action.topic, action.partition, action.replica)
-        entry = self._handles.pop(action.replica.replica_id, None)
-        handle = entry[1] if entry is not None and entry[0] == name else None
+        handle = self._take_handle(action.replica.replica_id, name)
         if handle is None:
-            try:
-                handle = ray.get_actor(name, namespace=self.namespace)
-            except ValueError:
-                return True  # no actor: nothing to delete here (its node is gone: the data stays)
+            return True  # no actor: nothing to delete here (its node is gone: the data stays)
         try:
             await asyncio.wait_for(handle.destroy.remote(), COMMAND_TIMEOUT_S)
         except Exception as exc:  # its node may be gone: the data stays there

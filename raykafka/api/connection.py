@@ -19,8 +19,7 @@ import ray
 from ray.exceptions import RayTaskError
 
 from raykafka.actors.naming import DEFAULT_NAMESPACE, TOPIC_MANAGER_NAME, group_actor_name
-from raykafka.api.rpc import ACTOR_GONE, RETRY_BACKOFF_S, require_ray, unwrap
-from raykafka.errors import RequestTimedOut
+from raykafka.api.rpc import ACTOR_GONE, RETRY_BACKOFF_S, require_ray, timed_out, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -196,10 +195,7 @@ def call_connected(method, *args, timeout_s: float, what: str = "request"):
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise RequestTimedOut(
-                f"{what} did not complete within {timeout_s:g} s"
-                + (f" (last error: {type(last).__name__}: {last})" if last else "")
-            )
+            raise timed_out(what, timeout_s, last)
         future = submit(method, *args)
         try:
             return wait_answer(future, remaining)

@@ -58,6 +58,15 @@ def unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+def timed_out(what: str, timeout_s: float, last: BaseException | None, hint: str = "") -> RequestTimedOut:
+    """The RequestTimedOut of a call that did not complete, naming its last error."""
+    return RequestTimedOut(
+        f"{what} did not complete within {timeout_s:g} s"
+        + (f" (last error: {type(last).__name__}: {last})" if last else "")
+        + hint
+    )
+
+
 def call(
     method,
     *args,
@@ -85,11 +94,8 @@ def call(
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise RequestTimedOut(
-                f"{what} did not complete within {timeout_s:g} s"
-                + (f" (last error: {type(last).__name__}: {last})" if last else "")
-                + "; is the partition's node alive? raise request_timeout_ms to wait longer"
-            )
+            hint = "; is the partition's node alive? raise request_timeout_ms to wait longer"
+            raise timed_out(what, timeout_s, last, hint)
         if ref is None:
             require_ray()
             ref = method.remote(*args, **kwargs)
